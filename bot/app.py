@@ -1,0 +1,143 @@
+"""`create_app(settings)`: the single composition root of the service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.github import events
+from bot.github.webhook import webhook_router
+from bot.metrics import Metrics, RequestMetricsMiddleware
+from bot.settings import Settings
+from bot.slack.listeners import build_slack_app, web_client
+from bot.worker import InboxWorker
+from storage import db, inbox, outbox
+from storage.models import InboxItem
+
+log = structlog.get_logger(__name__)
+
+ROUTES = frozenset(
+    {"/github/webhook", "/slack/events", "/healthz", "/readyz", "/metrics"}
+)
+# Slack requests are small forms or JSON; GitHub's own cap is set in the webhook route.
+MAX_SLACK_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class Services:
+    """What the running app is made of; tests reach the parts through `app.state.services`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    metrics: Metrics
+    worker: InboxWorker
+    slack: AsyncApp
+
+
+async def _handle_delivery(session: AsyncSession, item: InboxItem, payload: dict[str, Any]) -> bool:
+    return await events.handle(session, event=item.event, payload=payload)
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> FastAPI:
+    """Build the ASGI app; the database is migrated and the worker started in its lifespan."""
+    engine = engine or db.create_engine(settings.database_url)
+    sessions = db.session_factory(engine)
+    metrics = Metrics()
+    worker = InboxWorker(sessions=sessions, handle=_handle_delivery, metrics=metrics)
+    slack = build_slack_app(settings, web_client(settings))
+    services = Services(settings, engine, sessions, metrics, worker, slack)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.migrate(engine)
+        worker_task = asyncio.create_task(worker.run(), name="inbox-worker")
+        socket_mode = await _start_socket_mode(settings, slack)
+        log.info("deploybot started", worker=worker.owner, socket_mode=socket_mode is not None)
+        try:
+            yield
+        finally:
+            if socket_mode is not None:
+                await socket_mode.close_async()
+            worker.stop()
+            await worker_task
+            await engine.dispose()
+            log.info("deploybot stopped")
+
+    app = FastAPI(
+        title="deploybot",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.services = services
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics, routes=ROUTES)
+    app.include_router(
+        webhook_router(
+            secret=settings.github_webhook_secret, sessions=sessions, on_stored=worker.wake
+        )
+    )
+    _add_slack_route(app, slack, http_enabled=settings.slack_signing_secret is not None)
+    _add_probes(app, services)
+    return app
+
+
+def _add_slack_route(app: FastAPI, slack: AsyncApp, *, http_enabled: bool) -> None:
+    handler = AsyncSlackRequestHandler(slack)
+
+    @app.post("/slack/events", include_in_schema=False)
+    async def slack_events(request: Request) -> Response:
+        if not http_enabled:
+            return JSONResponse({"message": "Slack runs over Socket Mode here"}, status_code=404)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_SLACK_BODY_BYTES:
+            return JSONResponse({"message": "payload too large"}, status_code=413)
+        return await handler.handle(request)
+
+
+def _add_probes(app: FastAPI, services: Services) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        try:
+            await asyncio.wait_for(db.ping(services.engine), timeout=3)
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": type(exc).__name__}, status_code=503
+            )
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        try:
+            async with services.sessions() as session:
+                services.metrics.inbox_depth.set(await inbox.depth(session))
+                services.metrics.outbox_depth.set(await outbox.depth(session))
+        except Exception as exc:
+            # Serve the counters anyway; the gauges keep their last known value.
+            log.warning("metrics: queue depth unavailable", error=type(exc).__name__)
+        return Response(services.metrics.render(), media_type=services.metrics.content_type)
+
+
+async def _start_socket_mode(settings: Settings, slack: AsyncApp) -> Any:
+    if settings.slack_app_token is None:
+        return None
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(slack, settings.slack_app_token.get_secret_value())
+    await handler.connect_async()
+    return handler

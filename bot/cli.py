@@ -1,0 +1,105 @@
+"""The `deploybot` command line (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from bot.settings import Settings, SettingsError, load_settings
+
+cli = typer.Typer(
+    name="deploybot",
+    help="ChatOps deploy conductor: a Slack app and a GitHub App in one service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"deploybot: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [DEPLOYBOT_HOST, 0.0.0.0]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [DEPLOYBOT_PORT, 8080]")] = None,
+) -> None:
+    """Run the service: migrate the database, then serve HTTP (and Socket Mode if configured)."""
+    import uvicorn
+
+    from bot.app import create_app
+    from bot.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(secrets=settings.secret_values(), fmt=settings.deploybot_log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.deploybot_host,
+        port=settings.deploybot_port if port is None else port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest version."""
+    from sqlalchemy.engine import make_url
+
+    from storage import db
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    safe_url = make_url(settings.database_url).render_as_string(hide_password=True)
+    typer.echo(f"database at head: {safe_url}")
+
+
+@cli.command()
+def demo() -> None:
+    """The whole release story offline, with built-in emulators (arrives with the release story)."""
+    typer.echo(
+        "deploybot demo: not yet — the scripted release story arrives with the pipeline "
+        "(issue #3). Nothing was run.",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+@cli.command()
+def manifest(
+    kind: Annotated[str, typer.Argument(help="slack or github")],
+    url: Annotated[
+        str, typer.Option(help="Public base URL of this deploybot")
+    ] = "https://deploybot.example.com",
+) -> None:
+    """Print the Slack app manifest or the GitHub App manifest (JSON)."""
+    from bot import manifest as manifests
+
+    builders = {"slack": manifests.slack_manifest, "github": manifests.github_manifest}
+    if kind not in builders:
+        typer.echo("deploybot manifest: choose `slack` or `github`", err=True)
+        raise typer.Exit(2)
+    json.dump(builders[kind](url.rstrip("/")), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,108 @@
+"""`POST /github/webhook`: verify, store in the inbox, answer. Nothing else on the request path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from githubkit import webhooks
+from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import inbox
+
+# GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
+MAX_BODY_BYTES = 25 * 1024 * 1024
+SOURCE = "github"
+
+log = structlog.get_logger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refusing as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def signature_valid(secret: SecretStr, body: bytes, signature: str | None) -> bool:
+    """True when `X-Hub-Signature-256` is the HMAC-SHA256 of the raw body (constant-time)."""
+    if not signature or not signature.startswith("sha256="):
+        return False
+    return webhooks.verify(secret.get_secret_value(), body, signature)
+
+
+def webhook_router(
+    *,
+    secret: SecretStr,
+    sessions: async_sessionmaker[AsyncSession],
+    on_stored: Callable[[], None],
+    max_body: int = MAX_BODY_BYTES,
+) -> APIRouter:
+    """The GitHub ingress route; `on_stored` wakes the inbox worker."""
+    router = APIRouter()
+
+    @router.post("/github/webhook", status_code=202)
+    async def receive(request: Request) -> JSONResponse:
+        try:
+            body = await read_capped(request, max_body)
+        except BodyTooLarge:
+            return _answer(413, f"payload larger than {max_body} bytes")
+        if not signature_valid(secret, body, request.headers.get("x-hub-signature-256")):
+            return _answer(401, "bad or missing X-Hub-Signature-256")
+        delivery_id = request.headers.get("x-github-delivery", "").strip()
+        event = request.headers.get("x-github-event", "").strip()
+        if not delivery_id or not event:
+            return _answer(400, "X-GitHub-Delivery and X-GitHub-Event headers are required")
+        try:
+            text = body.decode("utf-8")
+            payload = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _answer(400, "body is not JSON")
+        if not isinstance(payload, dict):
+            return _answer(400, "body must be a JSON object")
+        action = payload.get("action")
+        try:
+            async with sessions.begin() as session:
+                stored = await inbox.record_delivery(
+                    session,
+                    source=SOURCE,
+                    delivery_id=delivery_id[:200],
+                    event=event[:100],
+                    action=action[:100] if isinstance(action, str) else None,
+                    body=text,
+                )
+        except (OperationalError, DBAPIError, OSError) as exc:
+            log.error("inbox unavailable", delivery=delivery_id, error=type(exc).__name__)
+            return JSONResponse(
+                {"message": "storage unavailable, retry"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        if not stored:
+            return _answer(200, "duplicate delivery, already stored")
+        on_stored()
+        log.info("delivery stored", delivery=delivery_id, github_event=event, action=action)
+        return _answer(202, "stored")
+
+    return router

@@ -1,0 +1,55 @@
+"""Slack listeners on a Bolt `AsyncApp`: acknowledge at once, work after the ack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.pipeline.commands import SLACK_USAGE, is_help
+from bot.settings import Settings
+from bot.slack.blocks import escape
+
+
+def web_client(settings: Settings) -> AsyncWebClient:
+    """The bot's Web API client: `SLACK_API_URL`, retrying connection errors and 429s."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def build_slack_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
+    """The Bolt app with every listener registered; request signatures are always checked."""
+    signing_secret = settings.slack_signing_secret
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+        request_verification_enabled=signing_secret is not None,
+        process_before_response=False,
+    )
+    register(app)
+    return app
+
+
+def register(app: AsyncApp) -> None:
+    @app.command("/deploy")
+    async def deploy_command(ack: Any, command: dict[str, Any]) -> None:
+        text = command.get("text") or ""
+        if is_help(text):
+            await ack(response_type="ephemeral", text=SLACK_USAGE)
+            return
+        first = escape(text.split()[0][:50])
+        await ack(
+            response_type="ephemeral",
+            text=f"`/deploy {first}` is not available yet.\n\n{SLACK_USAGE}",
+        )

@@ -1,0 +1,73 @@
+"""Claiming rows with a lease, safely across processes and replicas.
+
+One statement for both databases: `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE
+SKIP LOCKED) AND <still free> RETURNING *`. PostgreSQL skips rows another replica is
+claiming; SQLite has no row locks, so the lock clause is dropped and the claim is a
+compare-and-set that SQLite's single writer makes atomic. A crashed owner's rows become
+claimable again when `lease_until` passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
+
+Row = TypeVar("Row", bound=SQLModel)
+
+
+def lease_is_free(table: type[SQLModel], now: datetime) -> sa.ColumnElement[bool]:
+    """No one holds the row, or the holder's lease has run out."""
+    lease_until: Any = table.lease_until  # type: ignore[attr-defined]
+    return sa.or_(lease_until.is_(None), lease_until < now)
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    table: type[Row],
+    due: sa.ColumnElement[bool],
+    order_by: Sequence[Any],
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+) -> list[Row]:
+    """Lease up to `limit` due rows to `owner` until `now + lease`; returns the claimed rows."""
+    table_: Any = table
+    free = lease_is_free(table, now)
+    candidates = (
+        sa.select(table_.id)
+        .where(due, free)
+        .order_by(*order_by)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        sa.update(table_)
+        .where(table_.id.in_(candidates.scalar_subquery()), free)
+        .values(lease_owner=owner, lease_until=now + lease)
+        .returning(table_)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(statement)
+    return list(result.scalars().all())
+
+
+async def release(
+    session: AsyncSession, *, table: type[SQLModel], row_id: int, owner: str, **values: Any
+) -> bool:
+    """Write `values` and drop the lease, only if `owner` still holds it. False if it was lost."""
+    table_: Any = table
+    statement = (
+        sa.update(table_)
+        .where(table_.id == row_id, table_.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    result: Any = await session.execute(statement)
+    return bool(result.rowcount)

@@ -1,0 +1,255 @@
+"""The tables: what deploybot keeps between requests.
+
+Times are timezone-aware UTC everywhere; `UTCDateTime` makes SQLite (which stores naive
+text) give them back aware, so comparisons never mix naive and aware values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that is always stored as UTC and read back timezone-aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(*, nullable: bool = True, index: bool = False, **kwargs: Any) -> Any:
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+
+
+def _created() -> Any:
+    return Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+
+
+def _github_id(*args: Any, nullable: bool = False, index: bool = False, **kwargs: Any) -> Any:
+    """GitHub ids outgrow 32 bits; they are GitHub's, so never autoincremented here."""
+    primary_key = kwargs.pop("primary_key", False)
+    column = sa.Column(
+        sa.BigInteger(), *args, primary_key=primary_key, autoincrement=False,
+        nullable=nullable, index=index,
+    )
+    return Field(sa_column=column, **kwargs)
+
+
+def _json(*, nullable: bool = False) -> Any:
+    return Field(default_factory=dict, sa_column=sa.Column(sa.JSON(), nullable=nullable))
+
+
+class Installation(SQLModel, table=True):
+    """A GitHub App installation (an organisation or user account)."""
+
+    id: int = _github_id(primary_key=True)
+    account_login: str = Field(index=True)
+    account_type: str = "Organization"
+    suspended: bool = False
+    removed: bool = False
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Repository(SQLModel, table=True):
+    """A repository the App can see, keyed by GitHub's id; `full_name` is `owner/name`."""
+
+    id: int = _github_id(primary_key=True)
+    full_name: str = Field(unique=True)
+    installation_id: int | None = _github_id(
+        sa.ForeignKey("installation.id"), default=None, nullable=True, index=True
+    )
+    default_branch: str = "main"
+    removed: bool = False
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class ChannelSubscription(SQLModel, table=True):
+    """The Slack channel that carries a repository's threads, and who chose it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository: str = Field(unique=True)
+    channel_id: str
+    created_by: str
+    created_at: datetime = _created()
+
+
+class Release(SQLModel, table=True):
+    """One commit of a repository on its way through the environments, with its Slack thread."""
+
+    __table_args__ = (sa.UniqueConstraint("repository", "commit_sha"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository: str = Field(index=True)
+    commit_sha: str
+    pr_number: int | None = Field(default=None, index=True)
+    title: str = ""
+    author: str = ""
+    head_ref: str | None = None
+    thread_channel: str | None = None
+    thread_ts: str | None = None
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class RolloutStatus(StrEnum):
+    """Environment statuses of CONTRACT §7."""
+
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    VERIFYING = "verifying"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ROLLED_BACK = "rolled_back"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class Rollout(SQLModel, table=True):
+    """One environment of a release: its status, its GitHub deployment and its scheduler lease."""
+
+    __table_args__ = (sa.Index("ix_rollout_due", "status", "next_check_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    environment: str
+    status: str = RolloutStatus.PENDING.value
+    github_deployment_id: int | None = _github_id(default=None, nullable=True, index=True)
+    requested_by: str
+    requested_via: str = "github"
+    failure_streak: int = 0
+    canary_step: int | None = None
+    version: int = 0
+    next_check_at: datetime | None = _when()
+    lease_owner: str | None = None
+    lease_until: datetime | None = _when()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Approval(SQLModel, table=True):
+    """One person's decision on a rollout; a person counts once."""
+
+    __table_args__ = (sa.UniqueConstraint("rollout_id", "approver"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", index=True)
+    approver: str
+    decision: str = "approve"
+    reason: str | None = None
+    created_at: datetime = _created()
+
+
+class Lock(SQLModel, table=True):
+    """An environment lock; at most one per repository and environment."""
+
+    __table_args__ = (sa.UniqueConstraint("repository", "environment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository: str
+    environment: str
+    holder: str
+    reason: str | None = None
+    created_at: datetime = _created()
+    expires_at: datetime | None = _when()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when, from where, to which commit."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _created()
+    actor: str
+    source: str
+    action: str
+    repository: str | None = Field(default=None, index=True)
+    environment: str | None = None
+    commit_sha: str | None = None
+    detail: dict[str, Any] = _json()
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    IGNORED = "ignored"
+    DEAD = "dead"
+
+
+class InboxItem(SQLModel, table=True):
+    """A verified delivery (GitHub webhook, later Slack too), stored before it is answered."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "delivery_id"),
+        sa.Index("ix_inbox_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    delivery_id: str
+    event: str
+    action: str | None = None
+    body: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    status: str = InboxStatus.PENDING.value
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    received_at: datetime = _created()
+    next_attempt_at: datetime = _created()
+    processed_at: datetime | None = _when()
+    lease_owner: str | None = None
+    lease_until: datetime | None = _when()
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class OutboxEffect(SQLModel, table=True):
+    """A side effect to send (Slack message, GitHub call), written with the state that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    payload: dict[str, Any] = _json()
+    idempotency_key: str = Field(unique=True)
+    status: str = OutboxStatus.PENDING.value
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    result: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON()))
+    created_at: datetime = _created()
+    next_attempt_at: datetime = _created()
+    sent_at: datetime | None = _when()
+    lease_owner: str | None = None
+    lease_until: datetime | None = _when()
