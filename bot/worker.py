@@ -85,14 +85,15 @@ class InboxWorker:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the pass, so a wake() during the pass is not lost.
+            self._wakeup.clear()
             try:
                 handled = await self.run_once()
             except Exception:
                 log.exception("inbox worker pass failed")
                 handled = 0
-            if handled >= self.batch:
+            if handled >= self.batch or self._stopping.is_set():
                 continue
-            self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
             except TimeoutError:

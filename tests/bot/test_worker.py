@@ -1,0 +1,171 @@
+"""The inbox worker with real databases: retries, dead letters, isolation between deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.metrics import Metrics
+from bot.worker import InboxWorker, backoff
+from storage import db, inbox, outbox
+from storage.models import InboxItem, InboxStatus, OutboxEffect, utcnow
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def _store(sessions, *deliveries: tuple[str, str]) -> None:
+    async with sessions.begin() as session:
+        for delivery_id, body in deliveries:
+            await inbox.record_delivery(
+                session, source="github", delivery_id=delivery_id, event="push", action=None,
+                body=body,
+            )
+
+
+async def _rows(sessions) -> dict[str, InboxItem]:
+    async with sessions() as session:
+        items = (await session.execute(sa.select(InboxItem))).scalars().all()
+    return {item.delivery_id: item for item in items}
+
+
+async def _side_effects(sessions) -> set[str]:
+    async with sessions() as session:
+        effects = (await session.execute(sa.select(OutboxEffect))).scalars().all()
+    return {effect.idempotency_key for effect in effects}
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
+    assert backoff(30).total_seconds() == 600
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered_others_unaffected(
+    engine: AsyncEngine,
+) -> None:
+    sessions = db.session_factory(engine)
+    await _store(sessions, ("good-1", '{"n": 1}'), ("bad", '{"n": 2}'), ("good-2", '{"n": 3}'))
+    calls: list[str] = []
+
+    async def handle(session, item, payload):
+        calls.append(item.delivery_id)
+        # Work the handler does must roll back with its failure.
+        await outbox.enqueue(
+            session, kind="slack.post", payload={}, idempotency_key=item.delivery_id
+        )
+        if item.delivery_id == "bad":
+            raise RuntimeError("downstream exploded")
+        return True
+
+    clock, metrics = Clock(), Metrics()
+    worker = InboxWorker(
+        sessions=sessions, handle=handle, metrics=metrics, max_attempts=3, clock=clock,
+        retry_delay=lambda attempt: timedelta(seconds=10 * attempt),
+    )
+    assert await worker.run_once() == 3
+    rows = await _rows(sessions)
+    assert rows["good-1"].status == rows["good-2"].status == InboxStatus.DONE
+    assert (rows["bad"].status, rows["bad"].attempts) == (InboxStatus.PENDING, 1)
+    assert rows["bad"].lease_owner is None
+    assert await worker.run_once() == 0, "not due before its backoff"
+
+    clock.advance(10)
+    assert await worker.run_once() == 1
+    clock.advance(20)
+    assert await worker.run_once() == 1
+    clock.advance(3600)
+    assert await worker.run_once() == 0, "dead letters are not retried"
+
+    rows = await _rows(sessions)
+    assert (rows["bad"].status, rows["bad"].attempts) == (InboxStatus.DEAD, 3)
+    assert rows["bad"].last_error == "RuntimeError: downstream exploded"
+    assert calls.count("bad") == 3 and calls.count("good-1") == 1
+    assert await _side_effects(sessions) == {"good-1", "good-2"}
+    assert metrics.inbox_failures.labels("push")._value.get() == 3
+    assert metrics.dead_letters.labels("inbox")._value.get() == 1
+
+
+async def test_an_invalid_payload_is_dead_lettered_at_once(engine: AsyncEngine) -> None:
+    from bot.github import events
+
+    sessions = db.session_factory(engine)
+    async with sessions.begin() as session:
+        await inbox.record_delivery(
+            session, source="github", delivery_id="broken", event="installation",
+            action="created", body='{"action": "created", "installation": {"id": "not-a-number"}}',
+        )
+
+    async def handle(session, item, payload):
+        return await events.handle(session, event=item.event, payload=payload)
+
+    worker = InboxWorker(sessions=sessions, handle=handle, max_attempts=5)
+    assert await worker.run_once() == 1
+    row = (await _rows(sessions))["broken"]
+    assert (row.status, row.attempts) == (InboxStatus.DEAD, 1)
+    assert "ValidationError" in (row.last_error or "")
+
+
+async def test_wake_makes_the_running_worker_look_at_once(engine: AsyncEngine) -> None:
+    sessions = db.session_factory(engine)
+    handled = asyncio.Event()
+
+    async def handle(session, item, payload):
+        handled.set()
+        return True
+
+    worker = InboxWorker(sessions=sessions, handle=handle, poll_seconds=3600)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.05)
+    await _store(sessions, ("d", "{}"))
+    worker.wake()
+    await asyncio.wait_for(handled.wait(), timeout=5)
+    worker.stop()
+    await asyncio.wait_for(task, timeout=5)
+
+
+@pytest.mark.parametrize("replicas", [2])
+async def test_two_workers_on_two_engines_handle_each_delivery_once(
+    database_url: str, replicas: int
+) -> None:
+    engines = [db.create_engine(database_url) for _ in range(replicas)]
+    try:
+        sessions = db.session_factory(engines[0])
+        await _store(sessions, *((f"d{n}", "{}") for n in range(60)))
+        seen: list[str] = []
+
+        async def handle(session, item, payload):
+            seen.append(item.delivery_id)
+            await asyncio.sleep(0)
+            return True
+
+        workers = [
+            InboxWorker(sessions=db.session_factory(e), handle=handle, batch=5, poll_seconds=0.01)
+            for e in engines
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        for _ in range(500):
+            async with sessions() as session:
+                if await inbox.depth(session) == 0:
+                    break
+            await asyncio.sleep(0.01)
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+        assert sorted(seen) == sorted(f"d{n}" for n in range(60))
+    finally:
+        for e in engines:
+            await e.dispose()

@@ -1,0 +1,70 @@
+"""A real `deploybot serve` process for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServeProcess:
+    """`deploybot serve` on a free loopback port, with its output captured to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("SLACK_", "GITHUB_", "DEPLOYBOT_", "DATABASE_URL"))}
+        self.env = {**base, **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> ServeProcess:
+        command = [str(Path(sys.executable).parent / "deploybot"), "serve",
+                   "--host", "127.0.0.1", "--port", str(self.port)]
+        self._log = self.log_path.open("wb")
+        # Started from another directory: migrations must be found through the package.
+        self.process = subprocess.Popen(  # noqa: S603
+            command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=self.log_path.parent,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"deploybot serve exited early:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"deploybot serve did not answer in {timeout}s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
