@@ -26,9 +26,7 @@ from storage.models import InboxItem
 
 log = structlog.get_logger(__name__)
 
-ROUTES = frozenset(
-    {"/github/webhook", "/slack/events", "/healthz", "/readyz", "/metrics"}
-)
+ROUTES = frozenset({"/github/webhook", "/slack/events", "/healthz", "/readyz", "/metrics"})
 # Slack requests are small forms or JSON; GitHub's own cap is set in the webhook route.
 MAX_SLACK_BODY_BYTES = 1024 * 1024
 

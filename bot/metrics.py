@@ -30,7 +30,9 @@ class Metrics:
             registry=self.registry,
         )
         self.inbox_depth = Gauge(
-            "deploybot_inbox_depth", "Deliveries stored and not yet handled.", registry=self.registry
+            "deploybot_inbox_depth",
+            "Deliveries stored and not yet handled.",
+            registry=self.registry,
         )
         self.outbox_depth = Gauge(
             "deploybot_outbox_depth", "Effects written and not yet sent.", registry=self.registry

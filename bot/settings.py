@@ -28,39 +28,29 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     """Everything an operator configures. Secrets are `SecretStr`: never logged or repr'd."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     database_url: str = Field("sqlite:///./deploybot.db")
 
     slack_bot_token: SecretStr = ...
-    slack_signing_secret: SecretStr | None = Field(
-        None)
+    slack_signing_secret: SecretStr | None = Field(None)
     slack_app_token: SecretStr | None = Field(None)
     slack_api_url: str = Field("https://slack.com/api/")
 
     github_app_id: int = ...
     github_webhook_secret: SecretStr = ...
-    github_app_private_key: SecretStr | None = Field(
-        None)
-    github_app_private_key_file: Path | None = Field(
-        None)
+    github_app_private_key: SecretStr | None = Field(None)
+    github_app_private_key_file: Path | None = Field(None)
     github_api_url: str = Field("https://api.github.com")
 
-    deploybot_api_token: SecretStr | None = Field(
-        None)
+    deploybot_api_token: SecretStr | None = Field(None)
     deploybot_oidc_issuer: str = Field(
         "https://token.actions.githubusercontent.com",
     )
-    deploybot_oidc_audience: str = Field(
-        "deploybot")
-    deploybot_tick_seconds: float = Field(
-        5.0, gt=0)
-    deploybot_config_path: str = Field(
-        ".github/deploybot.yml")
-    deploybot_log_format: Literal["json", "console"] | None = Field(
-        None)
+    deploybot_oidc_audience: str = Field("deploybot")
+    deploybot_tick_seconds: float = Field(5.0, gt=0)
+    deploybot_config_path: str = Field(".github/deploybot.yml")
+    deploybot_log_format: Literal["json", "console"] | None = Field(None)
     deploybot_host: str = Field("0.0.0.0")  # noqa: S104
     deploybot_port: int = Field(8080, ge=0, le=65535)
 
@@ -161,7 +151,9 @@ def _database_password(url: str) -> list[str]:
     return [password] if password else []
 
 
-def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: object) -> Settings:
+def load_settings(
+    env_file: str | os.PathLike[str] | None = ".env", **overrides: object
+) -> Settings:
     """Read the settings, raising `SettingsError` with one line naming the first bad variable."""
     try:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]

@@ -46,7 +46,7 @@ def backoff(attempt: int, *, base: float = 2.0, cap: float = 600.0) -> timedelta
 
 
 class InboxWorker:
-    """Drains the inbox until stopped; `wake()` makes it look at once instead of at the next poll."""
+    """Drains the inbox until stopped; `wake()` makes it look now instead of at the next poll."""
 
     def __init__(
         self,
@@ -133,8 +133,8 @@ class InboxWorker:
         attempt = item.attempts + 1
         permanent = isinstance(exc, ValidationError | json.JSONDecodeError)
         now = self.clock()
-        retry_at = None if permanent or attempt >= self.max_attempts else now + self.retry_delay(
-            attempt
+        retry_at = (
+            None if permanent or attempt >= self.max_attempts else now + self.retry_delay(attempt)
         )
         error = f"{type(exc).__name__}: {exc}"
         async with self.sessions.begin() as session:
@@ -148,5 +148,9 @@ class InboxWorker:
         if retry_at is None:
             bound.error("delivery dead-lettered", attempts=attempt, error=error)
         else:
-            bound.warning("delivery failed; will retry", attempts=attempt, error=error,
-                          retry_at=retry_at.isoformat())
+            bound.warning(
+                "delivery failed; will retry",
+                attempts=attempt,
+                error=error,
+                retry_at=retry_at.isoformat(),
+            )

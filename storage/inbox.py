@@ -72,7 +72,11 @@ async def finish(
 ) -> bool:
     """Mark a claimed delivery handled (`done`) or deliberately not (`ignored`)."""
     return await leases.release(
-        session, table=InboxItem, row_id=item_id, owner=owner, status=status.value,
+        session,
+        table=InboxItem,
+        row_id=item_id,
+        owner=owner,
+        status=status.value,
         processed_at=now,
     )
 

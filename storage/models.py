@@ -44,17 +44,19 @@ def _when(*, nullable: bool = True, index: bool = False, **kwargs: Any) -> Any:
 
 
 def _created() -> Any:
-    return Field(
-        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
-    )
+    return Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
 
 
 def _github_id(*args: Any, nullable: bool = False, index: bool = False, **kwargs: Any) -> Any:
     """GitHub ids outgrow 32 bits; they are GitHub's, so never autoincremented here."""
     primary_key = kwargs.pop("primary_key", False)
     column = sa.Column(
-        sa.BigInteger(), *args, primary_key=primary_key, autoincrement=False,
-        nullable=nullable, index=index,
+        sa.BigInteger(),
+        *args,
+        primary_key=primary_key,
+        autoincrement=False,
+        nullable=nullable,
+        index=index,
     )
     return Field(sa_column=column, **kwargs)
 

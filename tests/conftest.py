@@ -119,9 +119,9 @@ def app_private_key_pem(app_private_key: rsa.RSAPrivateKey) -> str:
     ).decode()
 
 
-WEBHOOK_SECRET = "whsec-test-It-is-a-secret"  # noqa: S105
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # noqa: S105  (Slack's documented example)
-BOT_TOKEN = "xoxb-1111111111-2222222222-testtokenvalue"  # noqa: S105
+WEBHOOK_SECRET = "whsec-test-It-is-a-secret"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-1111111111-2222222222-testtokenvalue"
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def settings_env(app_private_key_pem: str, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def make_settings(
     settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> "type[Settings]":
+) -> type[Settings]:
     def build(**env: str) -> Settings:
         for key in list(os.environ):
             if key.startswith(("SLACK_", "GITHUB_", "DEPLOYBOT_", "DATABASE_URL")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 SLACK_USAGE = """\
 *Usage:* `/deploy <subcommand>`
 • `/deploy help` — this message
-• `/deploy subscribe <owner/repo>` · `/deploy unsubscribe <owner/repo>` — post this repository's threads here
+• `/deploy subscribe <owner/repo>` · `/deploy unsubscribe <owner/repo>` — threads go here
 • `/deploy <owner/repo>[@<ref>] to <env>` — deploy a branch, tag or commit
 • `/deploy status <owner/repo>` — every environment at a glance
 • `/deploy rollback <owner/repo> <env>` — back to the last good commit

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 
 import structlog
@@ -20,8 +19,15 @@ def test_redacts_configured_secrets_and_known_credential_shapes(app_private_key_
         f"line={pem_line} pem={app_private_key_pem}"
     )
     cleaned = redactor.redact(text)
-    for leaked in ("webhook-secret-value", "ghs_16C7", "xoxb-123", "xapp-1", "eyJhbGci", pem_line,
-                   "BEGIN RSA PRIVATE KEY"):
+    for leaked in (
+        "webhook-secret-value",
+        "ghs_16C7",
+        "xoxb-123",
+        "xapp-1",
+        "eyJhbGci",
+        pem_line,
+        "BEGIN RSA PRIVATE KEY",
+    ):
         assert leaked not in cleaned
     assert cleaned.count(REDACTED) >= 6
 
@@ -34,7 +40,9 @@ def test_short_values_are_not_treated_as_secrets() -> None:
 def test_configured_logging_redacts_structlog_stdlib_and_exceptions(capsys) -> None:
     configure_logging(secrets=["sup3r-secret-value"], fmt="json")
     try:
-        structlog.get_logger("t").info("event", token="sup3r-secret-value", nested={"k": ["sup3r-secret-value"]})
+        structlog.get_logger("t").info(
+            "event", token="sup3r-secret-value", nested={"k": ["sup3r-secret-value"]}
+        )
         logging.getLogger("some.library").warning("library says %s", "sup3r-secret-value")
         try:
             raise RuntimeError("failed with sup3r-secret-value")

@@ -10,13 +10,25 @@ from bot.settings import Settings, SettingsError, load_settings
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, WEBHOOK_SECRET
 
 CONTRACT_VARIABLES = {
-    "DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL",
-    "GITHUB_APP_ID", "GITHUB_WEBHOOK_SECRET", "GITHUB_APP_PRIVATE_KEY",
-    "GITHUB_APP_PRIVATE_KEY_FILE", "GITHUB_API_URL", "DEPLOYBOT_API_TOKEN",
-    "DEPLOYBOT_OIDC_ISSUER", "DEPLOYBOT_OIDC_AUDIENCE", "DEPLOYBOT_TICK_SECONDS",
-    "DEPLOYBOT_CONFIG_PATH", "DEPLOYBOT_LOG_FORMAT",
+    "DATABASE_URL",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "GITHUB_APP_ID",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_FILE",
+    "GITHUB_API_URL",
+    "DEPLOYBOT_API_TOKEN",
+    "DEPLOYBOT_OIDC_ISSUER",
+    "DEPLOYBOT_OIDC_AUDIENCE",
+    "DEPLOYBOT_TICK_SECONDS",
+    "DEPLOYBOT_CONFIG_PATH",
+    "DEPLOYBOT_LOG_FORMAT",
     # CONTRACT §1: serve's defaults
-    "DEPLOYBOT_HOST", "DEPLOYBOT_PORT",
+    "DEPLOYBOT_HOST",
+    "DEPLOYBOT_PORT",
 }
 
 
@@ -77,7 +89,10 @@ def test_private_key_from_a_file_and_with_escaped_newlines(
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_private_key_pem)
     settings_env.pop("GITHUB_APP_PRIVATE_KEY")
-    assert make_settings(GITHUB_APP_PRIVATE_KEY_FILE=str(key_file)).private_key_pem() == app_private_key_pem
+    assert (
+        make_settings(GITHUB_APP_PRIVATE_KEY_FILE=str(key_file)).private_key_pem()
+        == app_private_key_pem
+    )
     one_line = app_private_key_pem.replace("\n", "\\n")
     assert make_settings(GITHUB_APP_PRIVATE_KEY=one_line).private_key_pem() == app_private_key_pem
 
@@ -95,15 +110,22 @@ def test_socket_mode_needs_no_signing_secret(make_settings, settings_env) -> Non
 
 
 def test_secrets_never_show_in_repr_or_str(make_settings, settings_env) -> None:
-    settings = make_settings(DEPLOYBOT_API_TOKEN="api-token-value-123",
-                             DATABASE_URL="postgresql://u:dbpassword99@h/d")
+    settings = make_settings(
+        DEPLOYBOT_API_TOKEN="api-token-value-123", DATABASE_URL="postgresql://u:dbpassword99@h/d"
+    )
     shown = repr(settings) + str(settings) + str(settings.model_dump())
-    for value in (settings_env["SLACK_BOT_TOKEN"], settings_env["GITHUB_WEBHOOK_SECRET"],
-                  settings_env["SLACK_SIGNING_SECRET"], "api-token-value-123",
-                  "MII"):  # the PEM body
+    for value in (
+        settings_env["SLACK_BOT_TOKEN"],
+        settings_env["GITHUB_WEBHOOK_SECRET"],
+        settings_env["SLACK_SIGNING_SECRET"],
+        "api-token-value-123",
+        "MII",
+    ):  # the PEM body
         assert value not in shown
     assert set(settings.secret_values()) >= {
-        settings_env["SLACK_BOT_TOKEN"], "api-token-value-123", "dbpassword99"
+        settings_env["SLACK_BOT_TOKEN"],
+        "api-token-value-123",
+        "dbpassword99",
     }
 
 

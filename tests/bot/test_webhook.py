@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.github.webhook import signature_valid, webhook_router
-from pydantic import SecretStr
 from storage.models import InboxItem, InboxStatus, Installation, Repository
 from tests.conftest import CORPORA, WEBHOOK_SECRET
 from tests.helpers import compact, github_headers, webhook_examples
@@ -83,7 +82,9 @@ async def test_every_corpus_delivery_is_accepted_and_handled(
     await _drain(app)
     items = await _inbox(app)
     assert len(items) == len(EXAMPLES)
-    unhandled = [(i.event, i.delivery_id, i.last_error) for i in items if i.status not in {"done", "ignored"}]
+    unhandled = [
+        (i.event, i.delivery_id, i.last_error) for i in items if i.status not in {"done", "ignored"}
+    ]
     assert unhandled == []
     handled = {i.event for i in items if i.status == InboxStatus.DONE}
     assert {"installation", "installation_repositories", "ping"} <= handled
@@ -99,14 +100,18 @@ async def test_pretty_printed_and_compact_bodies_are_both_accepted_as_signed(
     payload = {"zen": "Keep it logically awesome.", "hook_id": 1}
     for n, body in enumerate([compact(payload), json.dumps(payload, indent=2).encode()]):
         headers = github_headers(body, secret=WEBHOOK_SECRET, event="ping", delivery=f"p{n}")
-        assert (await client.post("/github/webhook", content=body, headers=headers)).status_code == 202
+        assert (
+            await client.post("/github/webhook", content=body, headers=headers)
+        ).status_code == 202
 
 
 @pytest.mark.parametrize(
     "mutate",
     [
         pytest.param(lambda h: h.pop("X-Hub-Signature-256"), id="missing"),
-        pytest.param(lambda h: h.update({"X-Hub-Signature-256": "sha256=" + "0" * 64}), id="forged"),
+        pytest.param(
+            lambda h: h.update({"X-Hub-Signature-256": "sha256=" + "0" * 64}), id="forged"
+        ),
         pytest.param(lambda h: h.update({"X-Hub-Signature-256": "garbage"}), id="malformed"),
         pytest.param(lambda h: h.update({"X-Hub-Signature-256": ""}), id="empty"),
     ],
@@ -158,7 +163,9 @@ async def test_oversized_body_is_refused_before_it_is_read(engine) -> None:
     sessions = db.session_factory(engine)
     app.include_router(
         webhook_router(
-            secret=SecretStr(WEBHOOK_SECRET), sessions=sessions, on_stored=lambda: None,
+            secret=SecretStr(WEBHOOK_SECRET),
+            sessions=sessions,
+            on_stored=lambda: None,
             max_body=1024,
         )
     )
@@ -178,16 +185,20 @@ async def test_oversized_body_is_refused_before_it_is_read(engine) -> None:
         assert response.status_code == 413
         small = compact({"zen": "fits"})
         headers = github_headers(small, secret=WEBHOOK_SECRET, event="ping")
-        assert (await client.post("/github/webhook", content=small, headers=headers)).status_code == 202
+        assert (
+            await client.post("/github/webhook", content=small, headers=headers)
+        ).status_code == 202
     async with sessions() as session:
-        count = (await session.execute(sa.select(sa.func.count()).select_from(InboxItem))).scalar_one()
+        count = (
+            await session.execute(sa.select(sa.func.count()).select_from(InboxItem))
+        ).scalar_one()
     assert count == 1
 
 
 async def test_same_delivery_four_times_at_once_is_one_row(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    body = (CORPORA / "github-webhooks/payload-examples/api.github.com/ping/payload.json")
+    body = CORPORA / "github-webhooks/payload-examples/api.github.com/ping/payload.json"
     data = body.read_bytes() if body.exists() else compact({"zen": "x"})
     headers = github_headers(data, secret=WEBHOOK_SECRET, event="ping", delivery="dup-1")
     responses = await asyncio.gather(
@@ -212,10 +223,16 @@ async def test_probes_and_metrics(app: FastAPI, client: httpx.AsyncClient) -> No
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
     body = compact({"zen": "x"})
-    await client.post("/github/webhook", content=body,
-                      headers=github_headers(body, secret=WEBHOOK_SECRET, event="ping"))
+    await client.post(
+        "/github/webhook",
+        content=body,
+        headers=github_headers(body, secret=WEBHOOK_SECRET, event="ping"),
+    )
     text = (await client.get("/metrics")).text
-    assert 'deploybot_http_requests_total{method="POST",route="/github/webhook",status="202"} 1.0' in text
+    assert (
+        'deploybot_http_requests_total{method="POST",route="/github/webhook",status="202"} 1.0'
+        in text
+    )
     assert "deploybot_inbox_depth" in text and "deploybot_outbox_depth" in text
     assert "deploybot_dispatch_failures_total" in text or "deploybot_dispatch_failures" in text
 

@@ -32,7 +32,11 @@ async def _store(sessions, *deliveries: tuple[str, str]) -> None:
     async with sessions.begin() as session:
         for delivery_id, body in deliveries:
             await inbox.record_delivery(
-                session, source="github", delivery_id=delivery_id, event="push", action=None,
+                session,
+                source="github",
+                delivery_id=delivery_id,
+                event="push",
+                action=None,
                 body=body,
             )
 
@@ -73,7 +77,11 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_others_unaffected
 
     clock, metrics = Clock(), Metrics()
     worker = InboxWorker(
-        sessions=sessions, handle=handle, metrics=metrics, max_attempts=3, clock=clock,
+        sessions=sessions,
+        handle=handle,
+        metrics=metrics,
+        max_attempts=3,
+        clock=clock,
         retry_delay=lambda attempt: timedelta(seconds=10 * attempt),
     )
     assert await worker.run_once() == 3
@@ -105,8 +113,12 @@ async def test_an_invalid_payload_is_dead_lettered_at_once(engine: AsyncEngine) 
     sessions = db.session_factory(engine)
     async with sessions.begin() as session:
         await inbox.record_delivery(
-            session, source="github", delivery_id="broken", event="installation",
-            action="created", body='{"action": "created", "installation": {"id": "not-a-number"}}',
+            session,
+            source="github",
+            delivery_id="broken",
+            event="installation",
+            action="created",
+            body='{"action": "created", "installation": {"id": "not-a-number"}}',
         )
 
     async def handle(session, item, payload):

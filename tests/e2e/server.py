@@ -28,18 +28,30 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("SLACK_", "GITHUB_", "DEPLOYBOT_", "DATABASE_URL"))}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "GITHUB_", "DEPLOYBOT_", "DATABASE_URL"))
+        }
         self.env = {**base, **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> ServeProcess:
-        command = [str(Path(sys.executable).parent / "deploybot"), "serve",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            str(Path(sys.executable).parent / "deploybot"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self._log = self.log_path.open("wb")
         # Started from another directory: migrations must be found through the package.
-        self.process = subprocess.Popen(  # noqa: S603
-            command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(
+            command,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             cwd=self.log_path.parent,
         )
         deadline = time.monotonic() + timeout

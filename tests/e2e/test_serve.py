@@ -19,7 +19,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def server(settings_env: dict[str, str], database_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
+def server(
+    settings_env: dict[str, str], database_url: str, tmp_path: Path
+) -> Iterator[ServeProcess]:
     env = {**settings_env, "DATABASE_URL": database_url}
     server = ServeProcess(env, tmp_path / "serve.log").start()
     yield server
@@ -51,17 +53,28 @@ def test_sigterm_stops_cleanly_and_logs_hold_no_secret(
 ) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         body = compact({"zen": "x", "token": BOT_TOKEN})
-        client.post("/github/webhook", content=body,
-                    headers=github_headers(body, secret=WEBHOOK_SECRET, event="ping"))
-        client.post("/github/webhook", content=body,
-                    headers=github_headers(body, secret="wrong", event="ping"))
-        client.post("/slack/events", content=b"command=%2Fdeploy&text=help",
-                    headers={"X-Slack-Signature": "v0=forged", "X-Slack-Request-Timestamp": "1"})
+        client.post(
+            "/github/webhook",
+            content=body,
+            headers=github_headers(body, secret=WEBHOOK_SECRET, event="ping"),
+        )
+        client.post(
+            "/github/webhook",
+            content=body,
+            headers=github_headers(body, secret="wrong", event="ping"),
+        )
+        client.post(
+            "/slack/events",
+            content=b"command=%2Fdeploy&text=help",
+            headers={"X-Slack-Signature": "v0=forged", "X-Slack-Request-Timestamp": "1"},
+        )
     # uvicorn shuts down gracefully, then re-raises the signal so the exit status reports it.
     assert server.stop() in (0, -signal.SIGTERM)
     output = server.output()
     assert "deploybot stopped" in output and "Application shutdown complete" in output
-    pem_lines = [line for line in settings_env["GITHUB_APP_PRIVATE_KEY"].splitlines() if "---" not in line]
+    pem_lines = [
+        line for line in settings_env["GITHUB_APP_PRIVATE_KEY"].splitlines() if "---" not in line
+    ]
     for secret in [WEBHOOK_SECRET, SIGNING_SECRET, BOT_TOKEN, *pem_lines]:
         assert secret not in output
 
@@ -72,9 +85,13 @@ def test_serve_refuses_to_start_naming_the_missing_setting(
 ) -> None:
     env = {k: v for k, v in settings_env.items() if k != missing}
     server = ServeProcess(env, tmp_path / "serve.log")
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [str(Path(sys.executable).parent / "deploybot"), "serve", "--port", str(server.port)],
-        env=server.env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -83,7 +100,7 @@ def test_serve_refuses_to_start_naming_the_missing_setting(
 
 
 def test_python_dash_m_bot_is_the_same_cli() -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
@@ -93,9 +110,13 @@ def test_python_dash_m_bot_is_the_same_cli() -> None:
 
 def test_migrate_command(settings_env: dict[str, str], tmp_path: Path) -> None:
     server = ServeProcess(settings_env, tmp_path / "unused.log")
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [str(Path(sys.executable).parent / "deploybot"), "migrate"],
-        env=server.env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "database at head" in result.stdout

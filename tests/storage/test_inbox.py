@@ -19,7 +19,9 @@ async def _record(sessions, delivery_id: str) -> bool:
 
 async def _count(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
-        return (await connection.execute(sa.select(sa.func.count()).select_from(InboxItem))).scalar_one()
+        return (
+            await connection.execute(sa.select(sa.func.count()).select_from(InboxItem))
+        ).scalar_one()
 
 
 async def test_same_delivery_is_stored_once(engine: AsyncEngine) -> None:
@@ -45,7 +47,11 @@ async def test_two_engines_never_claim_one_row_twice(database_url: str) -> None:
         async with setup.begin() as session:
             for n in range(200):
                 await inbox.record_delivery(
-                    session, source="github", delivery_id=f"d{n}", event="ping", action=None,
+                    session,
+                    source="github",
+                    delivery_id=f"d{n}",
+                    event="ping",
+                    action=None,
                     body="{}",
                 )
 
@@ -80,13 +86,22 @@ async def test_expired_lease_is_claimable_again(engine: AsyncEngine) -> None:
             session, owner="dead-replica", now=now, lease=timedelta(seconds=30), limit=10
         )
     async with sessions.begin() as session:
-        assert await inbox.claim_due(
-            session, owner="other", now=now + timedelta(seconds=10), lease=timedelta(seconds=30),
-            limit=10,
-        ) == []
+        assert (
+            await inbox.claim_due(
+                session,
+                owner="other",
+                now=now + timedelta(seconds=10),
+                lease=timedelta(seconds=30),
+                limit=10,
+            )
+            == []
+        )
     async with sessions.begin() as session:
         (again,) = await inbox.claim_due(
-            session, owner="other", now=now + timedelta(seconds=31), lease=timedelta(seconds=30),
+            session,
+            owner="other",
+            now=now + timedelta(seconds=31),
+            lease=timedelta(seconds=30),
             limit=10,
         )
     assert again.id == item.id and again.lease_owner == "other"
@@ -105,13 +120,20 @@ async def test_failures_retry_then_dead_letter_and_can_be_retried(engine: AsyncE
         (item,) = await inbox.claim_due(
             session, owner="w", now=now, lease=timedelta(seconds=30), limit=1
         )
-        await inbox.fail(session, item=item, owner="w", error="boom", now=now,
-                         retry_at=now + timedelta(seconds=5))
+        await inbox.fail(
+            session,
+            item=item,
+            owner="w",
+            error="boom",
+            now=now,
+            retry_at=now + timedelta(seconds=5),
+        )
     async with sessions.begin() as session:
         assert await inbox.depth(session) == 1
-        assert await inbox.claim_due(
-            session, owner="w", now=now, lease=timedelta(seconds=30), limit=1
-        ) == []
+        assert (
+            await inbox.claim_due(session, owner="w", now=now, lease=timedelta(seconds=30), limit=1)
+            == []
+        )
         (item,) = await inbox.claim_due(
             session, owner="w", now=now + timedelta(seconds=6), lease=timedelta(seconds=30), limit=1
         )

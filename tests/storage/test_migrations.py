@@ -1,4 +1,4 @@
-"""Alembic's head is exactly the models: nothing to autogenerate after upgrading an empty database."""
+"""Alembic head is exactly the models: nothing to autogenerate after upgrading from empty."""
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
