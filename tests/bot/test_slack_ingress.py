@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import create_app
 from integrations.emulators.slack import SlackEmulator
-from tests.conftest import BOT_TOKEN, CORPORA, SIGNING_SECRET
+from tests.conftest import CORPORA, SIGNING_SECRET
 from tests.helpers import slack_headers
 
 SLACK_DOC_BODY = (
@@ -39,41 +37,34 @@ def test_slacks_documented_signing_vector() -> None:
     signature = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
     assert verifier.is_valid(SLACK_DOC_BODY, "1531420618", signature)
     # Our own signer (used by every other test) computes the same signature.
-    assert slack_headers(SLACK_DOC_BODY.encode(), secret=SIGNING_SECRET, timestamp=1531420618)[
-        "X-Slack-Signature"
-    ] == signature
+    assert (
+        slack_headers(SLACK_DOC_BODY.encode(), secret=SIGNING_SECRET, timestamp=1531420618)[
+            "X-Slack-Signature"
+        ]
+        == signature
+    )
     assert not verifier.is_valid(SLACK_DOC_BODY + "x", "1531420618", signature)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
-    with SlackEmulator(bot_token=BOT_TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def app(make_settings, database_url: str, slack: SlackEmulator) -> AsyncIterator[FastAPI]:
-    app = create_app(make_settings(DATABASE_URL=database_url, SLACK_API_URL=slack.url))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://deploybot") as client:
-        yield client
 
 
 def slash_command(text: str) -> bytes:
     """A `/deploy` command shaped like the corpus sample, blanks filled in."""
-    shape = json.loads((CORPORA / "slack-payload-shapes/slash-commands/SlashCommandPayload.json").read_text())
+    shape = json.loads(
+        (CORPORA / "slack-payload-shapes/slash-commands/SlashCommandPayload.json").read_text()
+    )
     filled = {
         **{k: v for k, v in shape.items() if not isinstance(v, bool)},
-        "team_id": "T0001", "team_domain": "acme", "channel_id": "C0001", "channel_name": "deploys",
-        "user_id": "U0ALICE", "user_name": "alice", "command": "/deploy", "text": text,
-        "api_app_id": "A0001", "response_url": "https://hooks.slack.com/commands/T0001/1/x",
-        "trigger_id": "1.2.3", "is_enterprise_install": "false",
+        "team_id": "T0001",
+        "team_domain": "acme",
+        "channel_id": "C0001",
+        "channel_name": "deploys",
+        "user_id": "U0ALICE",
+        "user_name": "alice",
+        "command": "/deploy",
+        "text": text,
+        "api_app_id": "A0001",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/x",
+        "trigger_id": "1.2.3",
+        "is_enterprise_install": "false",
     }
     return urlencode(filled).encode()
 
@@ -84,8 +75,9 @@ async def test_deploy_help_is_acknowledged_with_usage(
 ) -> None:
     body = slash_command(text)
     started = time.monotonic()
-    response = await client.post("/slack/events", content=body,
-                                 headers=slack_headers(body, secret=SIGNING_SECRET))
+    response = await client.post(
+        "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+    )
     assert time.monotonic() - started < 3
     assert response.status_code == 200
     answer = response.json()
@@ -96,8 +88,9 @@ async def test_deploy_help_is_acknowledged_with_usage(
 
 async def test_unknown_subcommand_is_explained_with_usage(client: httpx.AsyncClient) -> None:
     body = slash_command("<!channel> teleport")
-    response = await client.post("/slack/events", content=body,
-                                 headers=slack_headers(body, secret=SIGNING_SECRET))
+    response = await client.post(
+        "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+    )
     text = response.json()["text"]
     assert "not available yet" in text and "Usage" in text
     assert "<!channel>" not in text
@@ -108,10 +101,14 @@ async def test_unknown_subcommand_is_explained_with_usage(client: httpx.AsyncCli
     [
         pytest.param(lambda body: slack_headers(body, secret="someone-elses-secret"), id="forged"),
         pytest.param(
-            lambda body: slack_headers(body, secret=SIGNING_SECRET, timestamp=int(time.time()) - 360),
+            lambda body: slack_headers(
+                body, secret=SIGNING_SECRET, timestamp=int(time.time()) - 360
+            ),
             id="stale",
         ),
-        pytest.param(lambda body: {"Content-Type": "application/x-www-form-urlencoded"}, id="unsigned"),
+        pytest.param(
+            lambda body: {"Content-Type": "application/x-www-form-urlencoded"}, id="unsigned"
+        ),
     ],
 )
 async def test_forged_stale_or_unsigned_requests_get_401(
@@ -128,8 +125,9 @@ async def test_ack_stays_fast_under_concurrent_commands(client: httpx.AsyncClien
 
     async def one() -> float:
         started = time.monotonic()
-        response = await client.post("/slack/events", content=body,
-                                     headers=slack_headers(body, secret=SIGNING_SECRET))
+        response = await client.post(
+            "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+        )
         assert response.status_code == 200
         return time.monotonic() - started
 
@@ -141,12 +139,16 @@ async def test_socket_mode_without_signing_secret_closes_the_http_route(
     make_settings, settings_env, database_url: str, slack: SlackEmulator
 ) -> None:
     settings_env.pop("SLACK_SIGNING_SECRET")
-    settings = make_settings(DATABASE_URL=database_url, SLACK_API_URL=slack.url,
-                             SLACK_APP_TOKEN="xapp-1-A0001-1-abcdef")
-    app = create_app(settings)  # no lifespan: Socket Mode itself is exercised with the emulator later
+    settings = make_settings(
+        DATABASE_URL=database_url, SLACK_API_URL=slack.url, SLACK_APP_TOKEN="xapp-1-A0001-1-abcdef"
+    )
+    app = create_app(
+        settings
+    )  # no lifespan: Socket Mode itself is exercised with the emulator later
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://deploybot") as client:
         body = slash_command("help")
-        response = await client.post("/slack/events", content=body,
-                                     headers=slack_headers(body, secret=SIGNING_SECRET))
+        response = await client.post(
+            "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+        )
         assert response.status_code == 404

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,20 +18,6 @@ from tests.conftest import CORPORA, WEBHOOK_SECRET
 from tests.helpers import compact, github_headers, webhook_examples
 
 EXAMPLES = webhook_examples(CORPORA)
-
-
-@pytest.fixture
-async def app(make_settings, database_url: str) -> AsyncIterator[FastAPI]:
-    app = create_app(make_settings(DATABASE_URL=database_url))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://deploybot") as client:
-        yield client
 
 
 async def _inbox(app: FastAPI) -> list[InboxItem]:
