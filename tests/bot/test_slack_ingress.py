@@ -142,9 +142,8 @@ async def test_socket_mode_without_signing_secret_closes_the_http_route(
     settings = make_settings(
         DATABASE_URL=database_url, SLACK_API_URL=slack.url, SLACK_APP_TOKEN="xapp-1-A0001-1-abcdef"
     )
-    app = create_app(
-        settings
-    )  # no lifespan: Socket Mode itself is exercised with the emulator later
+    # No lifespan: the emulator has no Socket Mode websocket yet, so only HTTP is checked here.
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://deploybot") as client:
         body = slash_command("help")
