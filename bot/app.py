@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.slack.listeners import build_slack_app, web_client
 from bot.worker import InboxWorker
 from storage import db, inbox, outbox
+from integrations.github_app import GitHubApp
 from storage.models import InboxItem
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,7 @@ class Services:
     metrics: Metrics
     worker: InboxWorker
     slack: AsyncApp
+    github: GitHubApp
 
 
 async def _handle_delivery(session: AsyncSession, item: InboxItem, payload: dict[str, Any]) -> bool:
@@ -54,7 +56,12 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
     metrics = Metrics()
     worker = InboxWorker(sessions=sessions, handle=_handle_delivery, metrics=metrics)
     slack = build_slack_app(settings, web_client(settings))
-    services = Services(settings, engine, sessions, metrics, worker, slack)
+    github = GitHubApp(
+        app_id=settings.github_app_id,
+        private_key=settings.private_key_pem(),
+        base_url=settings.github_api_url,
+    )
+    services = Services(settings, engine, sessions, metrics, worker, slack, github)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
