@@ -16,29 +16,26 @@ Standalone: `python -m integrations.emulators.slack --port 3001`.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import copy
 import dataclasses
 import functools
 import json
 import logging
 import os
-import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from integrations.emulators.loopback import CORPORA_ENV, LoopbackServer, corpora_dir, take_fault
 
 __all__ = [
     "InvalidCall",
@@ -52,7 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SPEC_RELATIVE_PATH = Path("slack-web-api/slack_web_openapi_v2.json")
-CORPORA_ENV = "DEPLOYBOT_CORPORA"
 
 TEAM_ID = "T0EMULATOR"
 TEAM_NAME = "Deploybot Emulator"
@@ -141,18 +137,16 @@ def find_slack_spec(corpora: str | os.PathLike[str] | None = None) -> Path | Non
 
     An explicit `corpora` (the corpora folder, or the spec file itself) wins, then the
     `DEPLOYBOT_CORPORA` variable; either must exist. Otherwise `<repo>/../shared/corpora`
-    is tried, and None is returned when it is absent (an installed package has no corpora).
+    is tried, and None is returned when there is no such folder (an installed package has no
+    corpora).
     """
-    for explicit in (corpora, os.environ.get(CORPORA_ENV) or None):
-        if explicit is None:
-            continue
-        path = Path(explicit)
-        candidate = path if path.is_file() else path / SPEC_RELATIVE_PATH
-        if not candidate.is_file():
-            raise FileNotFoundError(f"Slack Web API description not found at {candidate}")
-        return candidate
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / SPEC_RELATIVE_PATH
-    return default if default.is_file() else None
+    root = corpora_dir(corpora)
+    if root is None:
+        return None
+    candidate = root if root.is_file() else root / SPEC_RELATIVE_PATH
+    if not candidate.is_file():
+        raise FileNotFoundError(f"Slack Web API description not found at {candidate}")
+    return candidate
 
 
 @functools.lru_cache(maxsize=4)
@@ -512,35 +506,12 @@ _HANDLER_REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server that `stop()` can wake at once; uvicorn polls its exit flag every 0.1 s,
-    which would add up over hundreds of short-lived emulators in a test run."""
-
-    async def main_loop(self) -> None:
-        self._wake = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864_000
-            try:
-                await asyncio.wait_for(self._wake.wait(), 0.1)
-            except TimeoutError:
-                pass
-
-    def exit_soon(self) -> None:
-        self.should_exit = True
-        loop = getattr(self, "_loop", None)
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed: nothing to wake
-                loop.call_soon_threadsafe(self._wake.set)
-
-
-class SlackEmulator:
+class SlackEmulator(LoopbackServer):
     """A Slack Web API on 127.0.0.1, recording calls and keeping channel state.
 
     Use it as a context manager (`with` or `async with`); `url` is the value for
     `SLACK_API_URL` / `base_url`. State is safe to read from the test's thread while the
-    server answers in its own.
+    server answers in its own, and stays readable after `stop()`.
     """
 
     def __init__(
@@ -565,108 +536,18 @@ class SlackEmulator:
             self._contracts = _builtin_contracts()
         else:
             self._contracts = _load_contracts(self.spec_path)
-        self._host = host
-        self._requested_port = port
         self._users = {k: dict(v) for k, v in (users or {}).items()}
         self._ts_start = ts_start
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self._reset_state()
+        super().__init__(self._asgi_app(), host=host, port=port, thread_name="slack-emulator")
 
-    # -- lifecycle
-
-    @property
-    def port(self) -> int:
-        if self._socket is None:
-            raise RuntimeError("the emulator is not started")
-        return int(self._socket.getsockname()[1])
+    # -- lifecycle (start, stop, serve_forever, `with`, `async with`): LoopbackServer
 
     @property
     def url(self) -> str:
         """The Web API base, ending in `/api/` (slack-sdk appends the method names)."""
-        return f"http://{self._host}:{self.port}/api/"
-
-    def start(self) -> SlackEmulator:
-        """Serve in a background thread; returns once the server accepts connections."""
-        server, sock = self._prepare()
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="slack-emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the Slack emulator failed to start")
-            self._thread.join(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port. Recorded state stays readable."""
-        if self._server is not None:
-            self._server.exit_soon()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server = None
-        self._close_socket()
-
-    def serve_forever(self, on_ready: Callable[[str], object] | None = None) -> None:
-        """Serve in the calling thread until SIGINT/SIGTERM (the standalone mode).
-
-        `on_ready` gets `url` once the port is bound.
-        """
-        server, sock = self._prepare()
-        if on_ready is not None:
-            on_ready(self.url)
-        try:
-            server.run(sockets=[sock])
-        finally:
-            self._server = None
-            self._close_socket()
-
-    def __enter__(self) -> SlackEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> SlackEmulator:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def _prepare(self) -> tuple[_Server, socket.socket]:
-        if self._server is not None:
-            raise RuntimeError("the emulator is already running")
-        # Binding here (port 0 = any free port) reserves the port before uvicorn starts.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._requested_port))
-            # Listening now lets clients connect (and queue) before uvicorn takes over.
-            sock.listen(128)
-        except OSError:
-            sock.close()
-            raise
-        self._socket = sock
-        config = uvicorn.Config(
-            self._asgi_app(),
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        self._server = _Server(config)
-        return self._server, sock
-
-    def _close_socket(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        return f"{self.base_url}/api/"
 
     def _asgi_app(self) -> Starlette:
         return Starlette(
@@ -831,7 +712,7 @@ class SlackEmulator:
         args, parse_error = _parse_args(query, headers.get("content-type", ""), body)
         token = _bearer(headers.get("authorization")) or _pop_token(args)
         with self._lock:
-            fault = self._take_fault(method)
+            fault = take_fault(self._faults, method)
             if fault is not None:
                 self._record(method, args, headers, http_method, fault.status, fault.body, True)
                 return fault.status, copy.deepcopy(fault.body), dict(fault.headers)
@@ -852,17 +733,6 @@ class SlackEmulator:
                     )
             self._record(method, args, headers, http_method, 200, answer, False)
             return 200, copy.deepcopy(answer), {}
-
-    def _take_fault(self, method: str) -> _Fault | None:
-        for key in (method, "*"):
-            queue = self._faults.get(key)
-            if queue:
-                fault = queue[0]
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    queue.pop(0)
-                return fault
-        return None
 
     def _record(
         self,
