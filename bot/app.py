@@ -21,8 +21,8 @@ from bot.metrics import Metrics, RequestMetricsMiddleware
 from bot.settings import Settings
 from bot.slack.listeners import build_slack_app, web_client
 from bot.worker import InboxWorker
-from storage import db, inbox, outbox
 from integrations.github_app import GitHubApp
+from storage import db, inbox, outbox
 from storage.models import InboxItem
 
 log = structlog.get_logger(__name__)

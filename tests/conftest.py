@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -141,7 +141,9 @@ def settings_env(app_private_key_pem: str, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def make_settings(
     settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> type[Settings]:
+) -> Callable[..., Settings]:
+    """Settings from `settings_env` plus overrides, read from a clean environment."""
+
     def build(**env: str) -> Settings:
         for key in list(os.environ):
             if key.startswith(("SLACK_", "GITHUB_", "DEPLOYBOT_", "DATABASE_URL")):
@@ -150,4 +152,4 @@ def make_settings(
             monkeypatch.setenv(key, value)
         return load_settings(env_file=None)
 
-    return build  # type: ignore[return-value]
+    return build
