@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,6 +18,7 @@ from bot.github import events
 from bot.github.webhook import webhook_router
 from bot.metrics import Metrics, RequestMetricsMiddleware
 from bot.settings import Settings
+from bot.slack.ingress import slack_router
 from bot.slack.listeners import build_slack_app, web_client
 from bot.worker import InboxWorker
 from integrations.github_app import GitHubApp
@@ -28,8 +28,6 @@ from storage.models import InboxItem
 log = structlog.get_logger(__name__)
 
 ROUTES = frozenset({"/github/webhook", "/slack/events", "/healthz", "/readyz", "/metrics"})
-# Slack requests are small forms or JSON; GitHub's own cap is set in the webhook route.
-MAX_SLACK_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -93,22 +91,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
             secret=settings.github_webhook_secret, sessions=sessions, on_stored=worker.wake
         )
     )
-    _add_slack_route(app, slack, http_enabled=settings.slack_signing_secret is not None)
+    app.include_router(slack_router(slack=slack, signing_secret=settings.slack_signing_secret))
     _add_probes(app, services)
     return app
-
-
-def _add_slack_route(app: FastAPI, slack: AsyncApp, *, http_enabled: bool) -> None:
-    handler = AsyncSlackRequestHandler(slack)
-
-    @app.post("/slack/events", include_in_schema=False)
-    async def slack_events(request: Request) -> Response:
-        if not http_enabled:
-            return JSONResponse({"message": "Slack runs over Socket Mode here"}, status_code=404)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_SLACK_BODY_BYTES:
-            return JSONResponse({"message": "payload too large"}, status_code=413)
-        return await handler.handle(request)
 
 
 def _add_probes(app: FastAPI, services: Services) -> None:

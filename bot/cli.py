@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import DatabaseSettings, Settings, SettingsError, load_settings
 
 cli = typer.Typer(
     name="deploybot",
@@ -20,9 +20,9 @@ cli = typer.Typer(
 )
 
 
-def _settings() -> Settings:
+def _settings(kind: type[DatabaseSettings] = Settings) -> Any:
     try:
-        return load_settings()
+        return load_settings(kind=kind)
     except SettingsError as exc:
         typer.echo(f"deploybot: configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -58,7 +58,7 @@ def migrate() -> None:
 
     from storage import db
 
-    settings = _settings()
+    settings = _settings(DatabaseSettings)
 
     async def run() -> None:
         engine = db.create_engine(settings.database_url)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -25,12 +25,23 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable, never its value."""
 
 
-class Settings(BaseSettings):
-    """Everything an operator configures. Secrets are `SecretStr`: never logged or repr'd."""
+class DatabaseSettings(BaseSettings):
+    """Just `DATABASE_URL`: enough for `deploybot migrate`."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     database_url: str = Field("sqlite:///./deploybot.db")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+class Settings(DatabaseSettings):
+    """Everything an operator configures. Secrets are `SecretStr`: never logged or repr'd."""
 
     slack_bot_token: SecretStr = ...
     slack_signing_secret: SecretStr | None = Field(None)
@@ -54,11 +65,19 @@ class Settings(BaseSettings):
     deploybot_host: str = Field("0.0.0.0")  # noqa: S104
     deploybot_port: int = Field(8080, ge=0, le=65535)
 
-    @field_validator("database_url")
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "github_webhook_secret",
+        "github_app_private_key",
+        "deploybot_api_token",
+    )
     @classmethod
-    def _known_database(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("must start with sqlite:/// or postgresql://")
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty webhook secret would make every body "signed"; refuse it at start-up.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
         return value
 
     @field_validator("slack_api_url", "github_api_url", "deploybot_oidc_issuer")
@@ -151,12 +170,17 @@ def _database_password(url: str) -> list[str]:
     return [password] if password else []
 
 
+AnySettings = TypeVar("AnySettings", bound=DatabaseSettings)
+
+
 def load_settings(
-    env_file: str | os.PathLike[str] | None = ".env", **overrides: object
-) -> Settings:
+    env_file: str | os.PathLike[str] | None = ".env",
+    *,
+    kind: type[AnySettings] = Settings,  # type: ignore[assignment]
+) -> AnySettings:
     """Read the settings, raising `SettingsError` with one line naming the first bad variable."""
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return kind(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 

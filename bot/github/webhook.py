@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.body_limit import BodyTooLarge, read_capped
 from storage import inbox
 
 # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
@@ -22,32 +23,14 @@ SOURCE = "github"
 log = structlog.get_logger(__name__)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The raw body, refusing as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _answer(status: int, message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status)
 
 
 def signature_valid(secret: SecretStr, body: bytes, signature: str | None) -> bool:
     """True when `X-Hub-Signature-256` is the HMAC-SHA256 of the raw body (constant-time)."""
-    if not signature or not signature.startswith("sha256="):
+    # compare_digest raises on non-ASCII text: such a header is simply not a signature.
+    if not signature or not signature.startswith("sha256=") or not signature.isascii():
         return False
     return webhooks.verify(secret.get_secret_value(), body, signature)
 
@@ -62,7 +45,7 @@ def webhook_router(
     """The GitHub ingress route; `on_stored` wakes the inbox worker."""
     router = APIRouter()
 
-    @router.post("/github/webhook", status_code=202)
+    @router.post("/github/webhook", status_code=202, include_in_schema=False)
     async def receive(request: Request) -> JSONResponse:
         try:
             body = await read_capped(request, max_body)
@@ -77,7 +60,7 @@ def webhook_router(
         try:
             text = body.decode("utf-8")
             payload = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return _answer(400, "body is not JSON")
         if not isinstance(payload, dict):
             return _answer(400, "body must be a JSON object")

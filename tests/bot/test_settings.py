@@ -138,3 +138,23 @@ def test_dotenv_file_is_read(make_settings, settings_env, tmp_path: Path, monkey
     env_file.write_text("GITHUB_APP_ID=777\nDEPLOYBOT_TICK_SECONDS=0.5\n")
     settings = load_settings(env_file=env_file)
     assert (settings.github_app_id, settings.deploybot_tick_seconds) == (777, 0.5)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["GITHUB_WEBHOOK_SECRET", "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DEPLOYBOT_API_TOKEN"],
+)
+def test_blank_secrets_are_refused(make_settings, variable: str) -> None:
+    # A blank webhook secret would accept any body "signed" with an empty key.
+    with pytest.raises(SettingsError, match=rf"^{variable}: must not be empty$"):
+        make_settings(**{variable: "  "})
+
+
+def test_migrate_needs_only_the_database(monkeypatch, tmp_path: Path) -> None:
+    from bot.settings import DatabaseSettings
+
+    for key in ("SLACK_BOT_TOKEN", "GITHUB_APP_ID", "GITHUB_WEBHOOK_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    settings = load_settings(env_file=None, kind=DatabaseSettings)
+    assert settings.database_url.endswith("x.db")

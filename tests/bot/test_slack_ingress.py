@@ -151,3 +151,43 @@ async def test_socket_mode_without_signing_secret_closes_the_http_route(
             "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
         )
         assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"payload=%7Bbad", "application/x-www-form-urlencoded"),
+        (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
+        (b"{bad", "application/json"),
+    ],
+)
+async def test_malformed_bodies_are_401_unsigned_and_400_signed(
+    client: httpx.AsyncClient, body: bytes, content_type: str
+) -> None:
+    unsigned = {"Content-Type": content_type}
+    assert (await client.post("/slack/events", content=body, headers=unsigned)).status_code == 401
+    signed = {**slack_headers(body, secret=SIGNING_SECRET), "Content-Type": content_type}
+    response = await client.post("/slack/events", content=body, headers=signed)
+    assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+        {"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=é".encode()},
+    ],
+)
+async def test_garbage_signature_headers_are_401(client: httpx.AsyncClient, headers) -> None:
+    body = slash_command("help")
+    response = await client.post("/slack/events", content=body, headers=headers)
+    assert response.status_code == 401
+
+
+async def test_oversized_slack_bodies_are_413_even_when_chunked(client: httpx.AsyncClient) -> None:
+    async def chunks():
+        for _ in range(5):
+            yield b"x" * 300_000
+
+    response = await client.post("/slack/events", content=chunks())
+    assert response.status_code == 413

@@ -234,3 +234,29 @@ async def test_readyz_is_503_when_the_database_is_down(make_settings) -> None:
         response = await client.post("/github/webhook", content=body, headers=headers)
         assert response.status_code == 503  # GitHub shows a failed delivery to redeliver
         assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_a_non_ascii_signature_header_is_a_401_not_a_crash(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    body = compact({"zen": "x"})
+    headers = github_headers(body, secret=WEBHOOK_SECRET, event="ping")
+    headers["X-Hub-Signature-256"] = "sha256=é".encode()  # type: ignore[assignment]
+    response = await client.post("/github/webhook", content=body, headers=headers)
+    assert response.status_code == 401
+    assert await _inbox(app) == []
+
+
+async def test_a_signed_but_absurdly_nested_body_is_a_400(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    headers = github_headers(body, secret=WEBHOOK_SECRET, event="ping")
+    response = await client.post("/github/webhook", content=body, headers=headers)
+    assert response.status_code == 400
+    assert await _inbox(app) == []
+
+
+async def test_ingress_routes_stay_out_of_the_rest_api_schema(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/api/v1/openapi.json")).json()["paths"]
+    assert "/github/webhook" not in paths and "/slack/events" not in paths
