@@ -150,7 +150,8 @@ class GitHubApp:
     """A GitHub App's configuration; `installation(id)` gives the client that does the work.
 
     `base_url` is `GITHUB_API_URL` (GitHub Enterprise Server: `https://HOST/api/v3`).
-    Rate limits and 5xx are retried at most `max_retries` times, waiting what GitHub asks
+    Rate limits, and 5xx to requests that are safe to repeat (not a POST or PATCH, whose
+    effect may have happened), are retried at most `max_retries` times, waiting what GitHub asks
     (`retry-after`, `x-ratelimit-reset`) or 1, 4, 9 s for 5xx, times `retry_scale`; a wait
     longer than `max_retry_wait` seconds is not slept but raised as `GitHubRateLimited`, so
     a worker can reschedule instead of blocking. `timeout` bounds each request, in seconds.
@@ -434,15 +435,29 @@ class _BoundedRetry:
         self._scale = scale
 
     def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
-        option = self._decide(_cause(exc), retry_count)
-        if not option.do_retry:
-            return option
+        cause = _cause(exc)
+        option = self._decide(cause, retry_count)
+        if not option.do_retry or _must_not_repeat(cause):
+            return RetryOption(False)
         asked = option.retry_after.total_seconds() if option.retry_after is not None else 60.0
         wait = asked * self._scale
         if wait > self._max_wait:
             return RetryOption(False)
         # githubkit sleeps 60 s when told to wait a falsy timedelta, zero included.
         return RetryOption(True, timedelta(seconds=max(wait, 0.001)))
+
+
+def _must_not_repeat(exc: GitHubException) -> bool:
+    """A 5xx to a POST or PATCH may still have taken effect (GitHub can create a deployment
+    and answer 502): sending it again could deploy twice, so the caller, who can look the
+    result up first, decides. Rate-limit refusals took no effect and are always retried;
+    so is the installation-token exchange, which has no effect worth guarding."""
+    if not isinstance(exc, RequestFailed) or isinstance(exc, RateLimitExceeded):
+        return False
+    request = exc.request
+    if request.method in {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}:
+        return False
+    return not request.url.path.endswith("/access_tokens")
 
 
 def _cause(exc: GitHubException) -> GitHubException:

@@ -259,11 +259,33 @@ async def test_apps_do_not_share_tokens(gh: GitHubEmulator, private_key: str) ->
 
 
 async def test_server_errors_are_retried(github: InstallationClient, gh: GitHubEmulator) -> None:
-    gh.fail("repos/create-deployment", status=502, times=2)
+    gh.fail("repos/get", status=502, times=2)
+    repository = await github.get_repository(owner="acme", repo="api")
+    assert [c.status for c in gh.calls_to("repos/get")] == [502, 502, 200]
+    assert repository.full_name
+
+
+async def test_a_server_error_to_a_post_is_not_repeated(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    # GitHub may have created the deployment before answering 502: sending it again could
+    # deploy twice, so the caller (who can list deployments first) gets the error.
+    gh.fail("repos/create-deployment", status=502)
+    with pytest.raises(GitHubServerError):
+        await github.create_deployment(
+            owner="acme", repo="api", ref=SHA, environment="stage", payload={}
+        )
+    assert [c.status for c in gh.calls_to("repos/create-deployment")] == [502]
+
+
+async def test_a_rate_limited_post_is_retried(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    gh.rate_limit("repos/create-deployment", kind="secondary", retry_after=0)
     deployment = await github.create_deployment(
         owner="acme", repo="api", ref=SHA, environment="stage", payload={}
     )
-    assert [c.status for c in gh.calls_to("repos/create-deployment")] == [502, 502, 201]
+    assert [c.status for c in gh.calls_to("repos/create-deployment")] == [403, 201]
     assert deployment.sha == SHA
 
 
