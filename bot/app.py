@@ -97,6 +97,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
 
 
 def _add_probes(app: FastAPI, services: Services) -> None:
+    readers = db.session_factory(db.reading(services.engine))
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -114,7 +116,7 @@ def _add_probes(app: FastAPI, services: Services) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         try:
-            async with services.sessions() as session:
+            async with readers() as session:
                 services.metrics.inbox_depth.set(await inbox.depth(session))
                 services.metrics.outbox_depth.set(await outbox.depth(session))
         except Exception as exc:

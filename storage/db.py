@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -69,7 +71,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = connection.get_execution_options().get("sqlite_read_only", False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for transactions that only read: on SQLite they start deferred, so
+    they read beside a writer (WAL) instead of queueing for the write lock."""
+    return engine.execution_options(sqlite_read_only=True)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -77,9 +86,16 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def insert(session: AsyncSession, table: type[Any]) -> Any:
+    """An INSERT with `on_conflict_do_nothing`, in the session's database dialect."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
 async def ping(engine: AsyncEngine) -> None:
     """Raise unless the database answers a trivial query."""
-    async with engine.connect() as connection:
+    async with reading(engine).connect() as connection:
         await connection.execute(sa.text("SELECT 1"))
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from storage import leases
+from storage import db, leases
 from storage.models import InboxItem, InboxStatus, utcnow
 
 ERROR_LIMIT = 4000
@@ -38,9 +36,8 @@ async def record_delivery(
         "received_at": now,
         "next_attempt_at": now,
     }
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(InboxItem)
+        db.insert(session, InboxItem)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
         .returning(InboxItem.id)
@@ -132,10 +129,3 @@ async def retry_dead(session: AsyncSession, *, item_id: int, now: datetime) -> b
         .values(status=InboxStatus.PENDING.value, attempts=0, next_attempt_at=now)
     )
     return bool(result.rowcount)
-
-
-async def get(session: AsyncSession, *, source: str, delivery_id: str) -> InboxItem | None:
-    result = await session.execute(
-        select(InboxItem).where(InboxItem.source == source, InboxItem.delivery_id == delivery_id)
-    )
-    return result.scalar_one_or_none()

@@ -45,6 +45,17 @@ async def add_repositories(
 ) -> None:
     """Grant repositories to an installation (a repository moves if it was granted elsewhere)."""
     for ref in repositories:
+        # The name may still be held by a repository GitHub deleted or renamed while we
+        # weren't told (a new one can take an old name): retire that row's claim to it.
+        await session.execute(
+            sa.update(Repository)
+            .where(Repository.full_name == ref.full_name, Repository.id != ref.id)
+            .values(
+                full_name=Repository.full_name + "#" + sa.cast(Repository.id, sa.String),
+                removed=True,
+                updated_at=utcnow(),
+            )
+        )
         row = await session.get(Repository, ref.id)
         if row is None:
             row = Repository(id=ref.id, full_name=ref.full_name)
@@ -68,13 +79,3 @@ async def remove_repositories(
         .where(Repository.id.in_(ids), Repository.installation_id == installation_id)
         .values(removed=True, updated_at=utcnow())
     )
-
-
-async def installation_for(session: AsyncSession, *, full_name: str) -> int | None:
-    """The installation that can act on `owner/name`, if the App is installed there."""
-    result = await session.execute(
-        sa.select(Repository.installation_id).where(
-            Repository.full_name == full_name, Repository.removed.is_(False)
-        )
-    )
-    return result.scalar_one_or_none()

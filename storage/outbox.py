@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
+from storage import db
 from storage.models import OutboxEffect, OutboxStatus, utcnow
 
 
@@ -18,9 +17,8 @@ async def enqueue(
 ) -> bool:
     """Add an effect once; False when an effect with this idempotency key already exists."""
     now = utcnow()
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(OutboxEffect)
+        db.insert(session, OutboxEffect)
         .values(
             kind=kind,
             payload=payload,
