@@ -3,7 +3,7 @@
 Each delivery is handled in one transaction together with marking it done, so a crash either
 leaves it claimable (its lease runs out) or finished with everything it caused. A handler that
 raises is retried with exponential backoff and dead-lettered after `max_attempts`, the error
-kept; a payload that cannot be valid (`pydantic.ValidationError`, bad JSON) is dead-lettered
+kept; a delivery that can never be handled (`MalformedDelivery`, bad JSON) is dead-lettered
 at once, since retrying cannot help.
 """
 
@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
@@ -29,6 +28,10 @@ from storage.models import InboxItem, InboxStatus, utcnow
 log = structlog.get_logger(__name__)
 
 DeliveryHandler = Callable[[AsyncSession, InboxItem, dict[str, Any]], Awaitable[bool]]
+
+
+class MalformedDelivery(Exception):
+    """Raised by a handler for a payload that can never be handled: dead-letter it at once."""
 
 
 class LeaseLost(Exception):
@@ -105,11 +108,18 @@ class InboxWorker:
             items = await inbox.claim_due(
                 session, owner=self.owner, now=self.clock(), lease=self.lease, limit=self.batch
             )
-        for item in items:
+        for index, item in enumerate(items):
             if self._stopping.is_set():
+                await self._unclaim(items[index:])
                 break
             await self._process(item)
         return len(items)
+
+    async def _unclaim(self, items: list[InboxItem]) -> None:
+        # Stopping: hand back what we have not started, so a restart need not wait out the lease.
+        async with self.sessions.begin() as session:
+            for item in items:
+                await inbox.unclaim(session, item_id=item.id, owner=self.owner)
 
     async def _process(self, item: InboxItem) -> None:
         bound = log.bind(delivery=item.delivery_id, github_event=item.event, action=item.action)
@@ -131,16 +141,19 @@ class InboxWorker:
 
     async def _record_failure(self, item: InboxItem, exc: Exception, bound: Any) -> None:
         attempt = item.attempts + 1
-        permanent = isinstance(exc, ValidationError | json.JSONDecodeError)
+        permanent = isinstance(exc, MalformedDelivery | json.JSONDecodeError)
         now = self.clock()
-        retry_at = (
-            None if permanent or attempt >= self.max_attempts else now + self.retry_delay(attempt)
-        )
+        retry_at = None
+        if not permanent and attempt < self.max_attempts:
+            retry_at = now + self.retry_delay(attempt)
         error = f"{type(exc).__name__}: {exc}"
         async with self.sessions.begin() as session:
-            await inbox.fail(
+            recorded = await inbox.fail(
                 session, item=item, owner=self.owner, error=error, now=now, retry_at=retry_at
             )
+        if not recorded:
+            bound.warning("delivery failed after its lease was lost", error=error)
+            return
         if self.metrics is not None:
             self.metrics.inbox_failures.labels(item.event).inc()
             if retry_at is None:

@@ -78,6 +78,11 @@ async def finish(
     )
 
 
+async def unclaim(session: AsyncSession, *, item_id: int, owner: str) -> bool:
+    """Give a claimed delivery back untouched."""
+    return await leases.release(session, table=InboxItem, row_id=item_id, owner=owner)
+
+
 async def fail(
     session: AsyncSession,
     *,

@@ -8,11 +8,12 @@ without a handler are recorded in the inbox as ignored.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.worker import MalformedDelivery
 from storage import installations
 from storage.installations import RepositoryRef
 
@@ -29,6 +30,10 @@ class _Account(_Lenient):
 class _Installation(_Lenient):
     id: int
     account: _Account | None = None
+
+    @property
+    def owner(self) -> _Account:
+        return self.account or _Account(login=str(self.id))
 
 
 class _Repository(_Lenient):
@@ -52,9 +57,20 @@ class InstallationRepositoriesEvent(_Lenient):
 Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[bool]]
 
 
+Event = TypeVar("Event", bound=_Lenient)
+
+
+def _parse(model: type[Event], payload: dict[str, Any]) -> Event:
+    """The fields `model` names; a payload without them can never be handled."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise MalformedDelivery(str(exc)) from None
+
+
 async def _on_installation(session: AsyncSession, payload: dict[str, Any]) -> bool:
-    event = InstallationEvent.model_validate(payload)
-    account = event.installation.account or _Account(login=str(event.installation.id))
+    event = _parse(InstallationEvent, payload)
+    account = event.installation.owner
     await installations.upsert_installation(
         session,
         installation_id=event.installation.id,
@@ -79,8 +95,8 @@ async def _on_installation(session: AsyncSession, payload: dict[str, Any]) -> bo
 
 
 async def _on_installation_repositories(session: AsyncSession, payload: dict[str, Any]) -> bool:
-    event = InstallationRepositoriesEvent.model_validate(payload)
-    account = event.installation.account or _Account(login=str(event.installation.id))
+    event = _parse(InstallationRepositoriesEvent, payload)
+    account = event.installation.owner
     await installations.upsert_installation(
         session,
         installation_id=event.installation.id,
