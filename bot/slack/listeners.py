@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.pipeline.commands import SLACK_USAGE, is_help
 from bot.settings import Settings
-from bot.slack.blocks import escape
+from bot.slack.blocks import escape, home_view
 
 
 def web_client(settings: Settings) -> AsyncWebClient:
@@ -53,3 +53,8 @@ def register(app: AsyncApp) -> None:
             response_type="ephemeral",
             text=f"`/deploy {first}` is not available yet.\n\n{SLACK_USAGE}",
         )
+
+    @app.event("app_home_opened")
+    async def app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab") == "home":
+            await client.views_publish(user_id=event["user"], view=home_view(SLACK_USAGE))

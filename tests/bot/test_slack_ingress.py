@@ -191,3 +191,34 @@ async def test_oversized_slack_bodies_are_413_even_when_chunked(client: httpx.As
 
     response = await client.post("/slack/events", content=chunks())
     assert response.status_code == 413
+
+
+async def test_opening_app_home_publishes_the_home_tab(
+    client: httpx.AsyncClient, slack: SlackEmulator
+) -> None:
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0001",
+            "api_app_id": "A0001",
+            "event_id": "Ev0001",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_home_opened",
+                "user": "U0ALICE",
+                "channel": "D0001",
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            },
+        }
+    ).encode()
+    headers = {**slack_headers(body, secret=SIGNING_SECRET), "Content-Type": "application/json"}
+    response = await client.post("/slack/events", content=body, headers=headers)
+    assert response.status_code == 200
+    for _ in range(200):  # the view is published after the ack
+        if slack.calls_to("views.publish"):
+            break
+        await asyncio.sleep(0.01)
+    (call,) = slack.calls_to("views.publish")
+    assert call.ok and call.args["user_id"] == "U0ALICE"
+    assert slack.invalid_calls == []

@@ -219,7 +219,7 @@ async def test_probes_and_metrics(app: FastAPI, client: httpx.AsyncClient) -> No
         in text
     )
     assert "deploybot_inbox_depth" in text and "deploybot_outbox_depth" in text
-    assert "deploybot_dispatch_failures_total" in text or "deploybot_dispatch_failures" in text
+    assert "# TYPE deploybot_dispatch_failures_total counter" in text
 
 
 async def test_readyz_is_503_when_the_database_is_down(make_settings) -> None:
