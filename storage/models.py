@@ -15,6 +15,16 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
+# Named constraints, so later migrations can drop or alter them (SQLite batch mode needs names).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -102,14 +112,17 @@ class ChannelSubscription(SQLModel, table=True):
 
 
 class Release(SQLModel, table=True):
-    """One commit of a repository on its way through the environments, with its Slack thread."""
+    """A pull request (or a commit pushed without one) on its way through the environments,
+    with its Slack thread. `commit_sha` is the head now; each rollout keeps its own commit."""
 
-    __table_args__ = (sa.UniqueConstraint("repository", "commit_sha"),)
+    __table_args__ = (sa.UniqueConstraint("repository", "pr_number"),)
 
     id: int | None = Field(default=None, primary_key=True)
     repository: str = Field(index=True)
     commit_sha: str
     pr_number: int | None = Field(default=None, index=True)
+    pr_state: str = "open"
+    pr_url: str | None = None
     title: str = ""
     author: str = ""
     head_ref: str | None = None
@@ -135,19 +148,42 @@ class RolloutStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class Rollout(SQLModel, table=True):
-    """One environment of a release: its status, its GitHub deployment and its scheduler lease."""
+# Statuses that hold an environment; the partial unique index below keeps it to one rollout.
+ACTIVE_STATUSES = ("pending", "awaiting_approval", "in_progress", "verifying")
+_ACTIVE_SQL = "status IN ('pending', 'awaiting_approval', 'in_progress', 'verifying')"
 
-    __table_args__ = (sa.Index("ix_rollout_due", "status", "next_check_at"),)
+
+class Rollout(SQLModel, table=True):
+    """One environment of a release (or a rollback): status, GitHub deployment, scheduler lease."""
+
+    __table_args__ = (
+        sa.Index("ix_rollout_due", "status", "next_check_at"),
+        sa.Index("ix_rollout_commit", "repository", "commit_sha"),
+        sa.Index(
+            "ux_rollout_active_environment",
+            "repository",
+            "environment",
+            unique=True,
+            sqlite_where=sa.text(_ACTIVE_SQL),
+            postgresql_where=sa.text(_ACTIVE_SQL),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="release.id", index=True)
+    repository: str
     environment: str
+    commit_sha: str
+    kind: str = "deploy"
     status: str = RolloutStatus.PENDING.value
     github_deployment_id: int | None = _github_id(default=None, nullable=True, index=True)
-    requested_by: str
+    requested_by_github: str | None = None
+    requested_by_slack: str | None = None
     requested_via: str = "github"
+    replaces: int | None = Field(default=None, foreign_key="rollout.id")
+    note: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
     failure_streak: int = 0
+    healthy_since: datetime | None = _when()
     canary_step: int | None = None
     version: int = 0
     next_check_at: datetime | None = _when()
@@ -158,14 +194,17 @@ class Rollout(SQLModel, table=True):
 
 
 class Approval(SQLModel, table=True):
-    """One person's decision on a rollout; a person counts once."""
+    """One person's decision on a rollout, for the commit it was asked for; a person counts once."""
 
     __table_args__ = (sa.UniqueConstraint("rollout_id", "approver"),)
 
     id: int | None = Field(default=None, primary_key=True)
     rollout_id: int = Field(foreign_key="rollout.id", index=True)
-    approver: str
-    decision: str = "approve"
+    approver: str  # "github:<login>" or "slack:<id>": one row per identity
+    approver_github: str | None = None
+    approver_slack: str | None = None
+    approve: bool = True
+    commit_sha: str
     reason: str | None = None
     created_at: datetime = _created()
 
@@ -178,7 +217,8 @@ class Lock(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     repository: str
     environment: str
-    holder: str
+    holder_github: str | None = None
+    holder_slack: str | None = None
     reason: str | None = None
     created_at: datetime = _created()
     expires_at: datetime | None = _when()

@@ -13,6 +13,7 @@ from alembic import op
 
 import storage.models
 
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -31,7 +32,7 @@ def upgrade() -> None:
         sa.Column("environment", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("commit_sha", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("detail", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_auditevent")),
     )
     with op.batch_alter_table("auditevent", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_auditevent_repository"), ["repository"], unique=False)
@@ -43,8 +44,8 @@ def upgrade() -> None:
         sa.Column("channel_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("repository"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_channelsubscription")),
+        sa.UniqueConstraint("repository", name=op.f("uq_channelsubscription_repository")),
     )
     op.create_table(
         "inbox",
@@ -62,8 +63,8 @@ def upgrade() -> None:
         sa.Column("processed_at", storage.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("lease_until", storage.models.UTCDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("source", "delivery_id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox")),
+        sa.UniqueConstraint("source", "delivery_id", name=op.f("uq_inbox_source_delivery_id")),
     )
     with op.batch_alter_table("inbox", schema=None) as batch_op:
         batch_op.create_index("ix_inbox_due", ["status", "next_attempt_at"], unique=False)
@@ -77,7 +78,7 @@ def upgrade() -> None:
         sa.Column("removed", sa.Boolean(), nullable=False),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", storage.models.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_installation")),
     )
     with op.batch_alter_table("installation", schema=None) as batch_op:
         batch_op.create_index(
@@ -89,12 +90,15 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repository", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("environment", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("holder", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("holder_github", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("holder_slack", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", storage.models.UTCDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("repository", "environment"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lock")),
+        sa.UniqueConstraint(
+            "repository", "environment", name=op.f("uq_lock_repository_environment")
+        ),
     )
     op.create_table(
         "outbox",
@@ -111,8 +115,8 @@ def upgrade() -> None:
         sa.Column("sent_at", storage.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("lease_until", storage.models.UTCDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("idempotency_key"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_idempotency_key")),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_due", ["status", "next_attempt_at"], unique=False)
@@ -123,6 +127,8 @@ def upgrade() -> None:
         sa.Column("repository", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("commit_sha", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("pr_number", sa.Integer(), nullable=True),
+        sa.Column("pr_state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("pr_url", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("author", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("head_ref", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -130,8 +136,10 @@ def upgrade() -> None:
         sa.Column("thread_ts", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", storage.models.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("repository", "commit_sha"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_release")),
+        sa.UniqueConstraint(
+            "repository", "pr_number", name=op.f("uq_release_repository_pr_number")
+        ),
     )
     with op.batch_alter_table("release", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_release_pr_number"), ["pr_number"], unique=False)
@@ -149,9 +157,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["installation_id"],
             ["installation.id"],
+            name=op.f("fk_repository_installation_id_installation"),
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("full_name"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_repository")),
+        sa.UniqueConstraint("full_name", name=op.f("uq_repository_full_name")),
     )
     with op.batch_alter_table("repository", schema=None) as batch_op:
         batch_op.create_index(
@@ -162,12 +171,19 @@ def upgrade() -> None:
         "rollout",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("release_id", sa.Integer(), nullable=False),
+        sa.Column("repository", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("environment", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("commit_sha", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("github_deployment_id", sa.BigInteger(), autoincrement=False, nullable=True),
-        sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("requested_by_github", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("requested_by_slack", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("requested_via", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("replaces", sa.Integer(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
         sa.Column("failure_streak", sa.Integer(), nullable=False),
+        sa.Column("healthy_since", storage.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("canary_step", sa.Integer(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("next_check_at", storage.models.UTCDateTime(timezone=True), nullable=True),
@@ -176,32 +192,48 @@ def upgrade() -> None:
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["release_id"],
-            ["release.id"],
+            ["release_id"], ["release.id"], name=op.f("fk_rollout_release_id_release")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(
+            ["replaces"], ["rollout.id"], name=op.f("fk_rollout_replaces_rollout")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rollout")),
     )
     with op.batch_alter_table("rollout", schema=None) as batch_op:
+        batch_op.create_index("ix_rollout_commit", ["repository", "commit_sha"], unique=False)
         batch_op.create_index("ix_rollout_due", ["status", "next_check_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_rollout_github_deployment_id"), ["github_deployment_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_rollout_release_id"), ["release_id"], unique=False)
+        batch_op.create_index(
+            "ux_rollout_active_environment",
+            ["repository", "environment"],
+            unique=True,
+            sqlite_where=sa.text(
+                "status IN ('pending', 'awaiting_approval', 'in_progress', 'verifying')"
+            ),
+            postgresql_where=sa.text(
+                "status IN ('pending', 'awaiting_approval', 'in_progress', 'verifying')"
+            ),
+        )
 
     op.create_table(
         "approval",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("rollout_id", sa.Integer(), nullable=False),
         sa.Column("approver", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("decision", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("approver_github", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("approver_slack", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("approve", sa.Boolean(), nullable=False),
+        sa.Column("commit_sha", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["rollout_id"],
-            ["rollout.id"],
+            ["rollout_id"], ["rollout.id"], name=op.f("fk_approval_rollout_id_rollout")
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("rollout_id", "approver"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_approval")),
+        sa.UniqueConstraint("rollout_id", "approver", name=op.f("uq_approval_rollout_id_approver")),
     )
     with op.batch_alter_table("approval", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_approval_rollout_id"), ["rollout_id"], unique=False)
@@ -213,9 +245,19 @@ def downgrade() -> None:
 
     op.drop_table("approval")
     with op.batch_alter_table("rollout", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ux_rollout_active_environment",
+            sqlite_where=sa.text(
+                "status IN ('pending', 'awaiting_approval', 'in_progress', 'verifying')"
+            ),
+            postgresql_where=sa.text(
+                "status IN ('pending', 'awaiting_approval', 'in_progress', 'verifying')"
+            ),
+        )
         batch_op.drop_index(batch_op.f("ix_rollout_release_id"))
         batch_op.drop_index(batch_op.f("ix_rollout_github_deployment_id"))
         batch_op.drop_index("ix_rollout_due")
+        batch_op.drop_index("ix_rollout_commit")
 
     op.drop_table("rollout")
     with op.batch_alter_table("repository", schema=None) as batch_op:
