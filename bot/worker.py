@@ -1,10 +1,10 @@
-"""The inbox worker: claims stored deliveries with a lease, handles each, retries, dead-letters.
+"""Queue workers: claim rows with a lease, complete each, retry with backoff, dead-letter.
 
-Each delivery is handled in one transaction together with marking it done, so a crash either
-leaves it claimable (its lease runs out) or finished with everything it caused. A handler that
-raises is retried with exponential backoff and dead-lettered after `max_attempts`, the error
-kept; a delivery that can never be handled (`MalformedDelivery`, bad JSON) is dead-lettered
-at once, since retrying cannot help.
+`QueueWorker` is the loop shared by the inbox worker (here) and the outbox dispatcher
+(`bot.dispatcher`). A row is finished in the same transaction as the work it records, so a
+crash either leaves it claimable (its lease runs out) or finished with everything it caused.
+A failure is retried with exponential backoff and dead-lettered after `max_attempts`, the
+error kept; one that can never succeed (`Permanent`) is dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,18 +25,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.metrics import Metrics
 from storage import inbox
 from storage.models import InboxItem, InboxStatus, utcnow
+from storage.queue import WorkQueue
 
 log = structlog.get_logger(__name__)
 
-DeliveryHandler = Callable[[AsyncSession, InboxItem, dict[str, Any]], Awaitable[bool]]
+
+class Permanent(Exception):
+    """Raised for work that can never succeed (a malformed payload): dead-letter it at once."""
 
 
-class MalformedDelivery(Exception):
-    """Raised by a handler for a payload that can never be handled: dead-letter it at once."""
+class MalformedDelivery(Permanent):
+    """A delivery's payload lacks what its handler needs."""
 
 
 class LeaseLost(Exception):
-    """Another worker took the delivery over (our lease ran out): undo what we did."""
+    """Another worker took the row over (our lease ran out): undo what we did."""
 
 
 def worker_id() -> str:
@@ -48,14 +52,16 @@ def backoff(attempt: int, *, base: float = 2.0, cap: float = 600.0) -> timedelta
     return timedelta(seconds=min(cap, base * 2 ** (attempt - 1)))
 
 
-class InboxWorker:
-    """Drains the inbox until stopped; `wake()` makes it look now instead of at the next poll."""
+class QueueWorker(ABC):
+    """Works a queue off until stopped; `wake()` makes it look now instead of at the next poll."""
+
+    name = "queue"
 
     def __init__(
         self,
         *,
+        queue: WorkQueue[Any],
         sessions: async_sessionmaker[AsyncSession],
-        handle: DeliveryHandler,
         metrics: Metrics | None = None,
         owner: str | None = None,
         lease: timedelta = timedelta(seconds=60),
@@ -65,8 +71,8 @@ class InboxWorker:
         poll_seconds: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.queue = queue
         self.sessions = sessions
-        self.handle = handle
         self.metrics = metrics
         self.owner = owner or worker_id()
         self.lease = lease
@@ -78,11 +84,24 @@ class InboxWorker:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
 
+    @abstractmethod
+    async def complete(self, item: Any) -> str:
+        """Do the work of one claimed row and finish it (through `finish`); returns the
+        outcome for the log. Raising counts a failed attempt."""
+
+    def describe(self, item: Any) -> dict[str, Any]:
+        """Fields that name the row in log lines."""
+        return {"id": item.id}
+
+    def count_failure(self, item: Any, *, dead: bool) -> None:
+        if self.metrics is not None and dead:
+            self.metrics.dead_letters.labels(self.name).inc()
+
     def wake(self) -> None:
         self._wakeup.set()
 
     def stop(self) -> None:
-        """Finish the delivery in hand, then return from `run`; unstarted claims expire."""
+        """Finish the row in hand, hand back the rest of the batch, then return from `run`."""
         self._stopping.set()
         self._wakeup.set()
 
@@ -93,7 +112,7 @@ class InboxWorker:
             try:
                 handled = await self.run_once()
             except Exception:
-                log.exception("inbox worker pass failed")
+                log.exception(f"{self.name} pass failed")
                 handled = 0
             if handled >= self.batch or self._stopping.is_set():
                 continue
@@ -103,9 +122,9 @@ class InboxWorker:
                 pass
 
     async def run_once(self) -> int:
-        """Claim one batch of due deliveries and handle them; returns how many were claimed."""
+        """Claim one batch of due rows and complete them; returns how many were claimed."""
         async with self.sessions.begin() as session:
-            items = await inbox.claim_due(
+            items = await self.queue.claim_due(
                 session, owner=self.owner, now=self.clock(), lease=self.lease, limit=self.batch
             )
         for index, item in enumerate(items):
@@ -115,55 +134,78 @@ class InboxWorker:
             await self._process(item)
         return len(items)
 
-    async def _unclaim(self, items: list[InboxItem]) -> None:
+    async def finish(self, session: AsyncSession, item: Any, status: str, **values: Any) -> None:
+        """Close `item` inside the caller's transaction, or undo it all if the lease was lost."""
+        if not await self.queue.finish(
+            session, item_id=item.id, owner=self.owner, status=status, now=self.clock(), **values
+        ):
+            raise LeaseLost
+
+    async def _unclaim(self, items: list[Any]) -> None:
         # Stopping: hand back what we have not started, so a restart need not wait out the lease.
         async with self.sessions.begin() as session:
             for item in items:
-                await inbox.unclaim(session, item_id=item.id, owner=self.owner)
+                await self.queue.unclaim(session, item_id=item.id, owner=self.owner)
 
-    async def _process(self, item: InboxItem) -> None:
-        bound = log.bind(delivery=item.delivery_id, github_event=item.event, action=item.action)
+    async def _process(self, item: Any) -> None:
+        bound = log.bind(queue=self.name, **self.describe(item))
         try:
-            async with self.sessions.begin() as session:
-                handled = await self.handle(session, item, json.loads(item.body))
-                status = InboxStatus.DONE if handled else InboxStatus.IGNORED
-                if not await inbox.finish(
-                    session, item_id=item.id, owner=self.owner, status=status, now=self.clock()
-                ):
-                    raise LeaseLost
+            outcome = await self.complete(item)
         except LeaseLost:
-            bound.warning("delivery lease lost; another worker has it")
+            bound.warning("lease lost; another worker has it")
             return
         except Exception as exc:
             await self._record_failure(item, exc, bound)
             return
-        bound.info("delivery handled", outcome=status.value)
+        bound.info("completed", outcome=outcome)
 
-    async def _record_failure(self, item: InboxItem, exc: Exception, bound: Any) -> None:
+    async def _record_failure(self, item: Any, exc: Exception, bound: Any) -> None:
         attempt = item.attempts + 1
-        permanent = isinstance(exc, MalformedDelivery | json.JSONDecodeError)
+        permanent = isinstance(exc, Permanent | json.JSONDecodeError)
         now = self.clock()
         retry_at = None
         if not permanent and attempt < self.max_attempts:
             retry_at = now + self.retry_delay(attempt)
         error = f"{type(exc).__name__}: {exc}"
         async with self.sessions.begin() as session:
-            recorded = await inbox.fail(
+            recorded = await self.queue.fail(
                 session, item=item, owner=self.owner, error=error, now=now, retry_at=retry_at
             )
         if not recorded:
-            bound.warning("delivery failed after its lease was lost", error=error)
+            bound.warning("failed after its lease was lost", error=error)
             return
-        if self.metrics is not None:
-            self.metrics.inbox_failures.labels(item.event).inc()
-            if retry_at is None:
-                self.metrics.dead_letters.labels("inbox").inc()
+        self.count_failure(item, dead=retry_at is None)
         if retry_at is None:
-            bound.error("delivery dead-lettered", attempts=attempt, error=error)
+            bound.error("dead-lettered", attempts=attempt, error=error)
         else:
             bound.warning(
-                "delivery failed; will retry",
-                attempts=attempt,
-                error=error,
-                retry_at=retry_at.isoformat(),
+                "failed; will retry", attempts=attempt, error=error, retry_at=retry_at.isoformat()
             )
+
+
+DeliveryHandler = Callable[[AsyncSession, InboxItem, dict[str, Any]], Awaitable[bool]]
+
+
+class InboxWorker(QueueWorker):
+    """Handles stored deliveries, each in one transaction with marking it done or ignored."""
+
+    name = "inbox"
+
+    def __init__(self, *, handle: DeliveryHandler, **kwargs: Any) -> None:
+        super().__init__(queue=inbox.QUEUE, **kwargs)
+        self.handle = handle
+
+    def describe(self, item: InboxItem) -> dict[str, Any]:
+        return {"delivery": item.delivery_id, "github_event": item.event, "action": item.action}
+
+    def count_failure(self, item: InboxItem, *, dead: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.inbox_failures.labels(item.event).inc()
+        super().count_failure(item, dead=dead)
+
+    async def complete(self, item: InboxItem) -> str:
+        async with self.sessions.begin() as session:
+            handled = await self.handle(session, item, json.loads(item.body))
+            status = InboxStatus.DONE if handled else InboxStatus.IGNORED
+            await self.finish(session, item, status.value)
+        return status.value

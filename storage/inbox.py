@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
 
-from storage import db, leases
+from storage import db
 from storage.models import InboxItem, InboxStatus, utcnow
+from storage.queue import ERROR_LIMIT, WorkQueue
 
-ERROR_LIMIT = 4000
+__all__ = ["ERROR_LIMIT", "QUEUE", "finish", "record_delivery"]
 
 
 async def record_delivery(
@@ -46,91 +45,17 @@ async def record_delivery(
     return result.scalar_one_or_none() is not None
 
 
-async def claim_due(
-    session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[InboxItem]:
-    """Lease the oldest pending deliveries whose next attempt is due."""
-    return await leases.claim(
-        session,
-        table=InboxItem,
-        due=sa.and_(
-            InboxItem.status == InboxStatus.PENDING.value, InboxItem.next_attempt_at <= now
-        ),
-        order_by=[InboxItem.next_attempt_at, InboxItem.id],
-        owner=owner,
-        now=now,
-        lease=lease,
-        limit=limit,
-    )
+QUEUE: WorkQueue[InboxItem] = WorkQueue(InboxItem, finished_at="processed_at")
+claim_due = QUEUE.claim_due
+unclaim = QUEUE.unclaim
+fail = QUEUE.fail
+depth = QUEUE.depth
+dead_letters = QUEUE.dead_letters
+retry_dead = QUEUE.retry_dead
 
 
 async def finish(
     session: AsyncSession, *, item_id: int, owner: str, status: InboxStatus, now: datetime
 ) -> bool:
     """Mark a claimed delivery handled (`done`) or deliberately not (`ignored`)."""
-    return await leases.release(
-        session,
-        table=InboxItem,
-        row_id=item_id,
-        owner=owner,
-        status=status.value,
-        processed_at=now,
-    )
-
-
-async def unclaim(session: AsyncSession, *, item_id: int, owner: str) -> bool:
-    """Give a claimed delivery back untouched."""
-    return await leases.release(session, table=InboxItem, row_id=item_id, owner=owner)
-
-
-async def fail(
-    session: AsyncSession,
-    *,
-    item: InboxItem,
-    owner: str,
-    error: str,
-    now: datetime,
-    retry_at: datetime | None,
-) -> bool:
-    """Count a failed attempt; retry at `retry_at`, or dead-letter the delivery when it is None."""
-    status = InboxStatus.PENDING if retry_at is not None else InboxStatus.DEAD
-    return await leases.release(
-        session,
-        table=InboxItem,
-        row_id=item.id,
-        owner=owner,
-        status=status.value,
-        attempts=InboxItem.attempts + 1,
-        last_error=error[:ERROR_LIMIT],
-        next_attempt_at=retry_at or now,
-        processed_at=None if retry_at is not None else now,
-    )
-
-
-async def depth(session: AsyncSession) -> int:
-    """Deliveries waiting to be handled."""
-    result = await session.execute(
-        select(sa.func.count()).where(InboxItem.status == InboxStatus.PENDING.value)
-    )
-    return int(result.scalar_one())
-
-
-async def dead_letters(session: AsyncSession, *, limit: int = 100) -> list[InboxItem]:
-    """Deliveries given up on, newest first, with the error that stopped them."""
-    result = await session.execute(
-        select(InboxItem)
-        .where(InboxItem.status == InboxStatus.DEAD.value)
-        .order_by(InboxItem.id.desc())
-        .limit(limit)
-    )
-    return list(result.scalars().all())
-
-
-async def retry_dead(session: AsyncSession, *, item_id: int, now: datetime) -> bool:
-    """Put a dead letter back in line, with a fresh attempt count."""
-    result = await session.execute(
-        sa.update(InboxItem)
-        .where(InboxItem.id == item_id, InboxItem.status == InboxStatus.DEAD.value)
-        .values(status=InboxStatus.PENDING.value, attempts=0, next_attempt_at=now)
-    )
-    return bool(result.rowcount)
+    return await QUEUE.finish(session, item_id=item_id, owner=owner, status=status.value, now=now)

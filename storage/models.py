@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-
 # Named constraints, so later migrations can drop or alter them (SQLite batch mode needs names).
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",

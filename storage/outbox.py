@@ -1,15 +1,20 @@
-"""The outbox: side effects written in the same transaction as the state that caused them."""
+"""The outbox: side effects written in the same transaction as the state that caused them,
+then sent by the dispatcher with retries."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
 
 from storage import db
 from storage.models import OutboxEffect, OutboxStatus, utcnow
+from storage.queue import WorkQueue
+
+QUEUE: WorkQueue[OutboxEffect] = WorkQueue(OutboxEffect, finished_at="sent_at")
+depth = QUEUE.depth
+dead_letters = QUEUE.dead_letters
+retry_dead = QUEUE.retry_dead
 
 
 async def enqueue(
@@ -33,11 +38,3 @@ async def enqueue(
     )
     result = await session.execute(statement)
     return result.scalar_one_or_none() is not None
-
-
-async def depth(session: AsyncSession) -> int:
-    """Effects not yet sent."""
-    result = await session.execute(
-        select(sa.func.count()).where(OutboxEffect.status == OutboxStatus.PENDING.value)
-    )
-    return int(result.scalar_one())
