@@ -72,6 +72,40 @@ def migrate() -> None:
     typer.echo(f"database at head: {safe_url}")
 
 
+@cli.command("check-config")
+def check_config(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="A pipeline file, e.g. .github/deploybot.yml")
+    ],
+) -> None:
+    """Validate a pipeline file: `FILE: ok` and a summary (exit 0), or each problem (exit 1)."""
+    from pathlib import Path
+
+    from bot.pipeline.config import PipelineError, parse_pipeline
+
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        typer.echo(f"{file}: no such file", err=True)
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError:
+        typer.echo(f"{file}: not UTF-8 text")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"{file}: cannot read: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        pipeline = parse_pipeline(text)
+    except PipelineError as exc:
+        for problem in exc.problems:
+            where = file if problem.line is None else f"{file}:{problem.line}"
+            field = f" {problem.field}:" if problem.field else ""
+            typer.echo(f"{where}:{field} {problem.message}")
+        raise typer.Exit(1) from None
+    typer.echo(f"{file}: ok")
+    typer.echo(pipeline.summary())
+
+
 @cli.command()
 def demo() -> None:
     """The whole release story offline, with built-in emulators (arrives with the release story)."""

@@ -1,0 +1,447 @@
+"""The release state machine: (state, event, time) → new state + effects. Pure.
+
+Each function takes what it needs to decide (the pipeline file, the rollout, the facts the
+caller looked up) and returns an `Outcome`: the rollouts it changed or created, the effects
+to send, or a refusal that says why and what to do instead. Nothing here reads a clock,
+a database or the network, so every rule is tested directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from bot.pipeline.config import Pipeline
+from bot.pipeline.effects import (
+    ApprovalRequest,
+    CreateDeployment,
+    Effect,
+    PullRequestComment,
+    RefreshBoard,
+    ThreadReply,
+)
+from bot.pipeline.models import (
+    Decision,
+    EnvironmentHistory,
+    Evidence,
+    Kind,
+    Person,
+    Rollout,
+    Status,
+)
+
+BOT = Person(github="deploybot")
+
+
+@dataclass(frozen=True)
+class Release:
+    """The commit being released and where people talk about it."""
+
+    id: int
+    repository: str
+    commit_sha: str
+    pr_number: int | None = None
+
+    @property
+    def short_sha(self) -> str:
+        return self.commit_sha[:7]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision changed: rollouts to save, effects to send, or why nothing happened."""
+
+    rollouts: tuple[Rollout, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    refusal: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.refusal is not None
+
+
+def _refuse(reason: str) -> Outcome:
+    return Outcome(refusal=reason)
+
+
+def _changed(release: Release, rollout: Rollout, text: str, *extra: Effect) -> Outcome:
+    """A rollout changed: say so in the thread and refresh the board."""
+    cause = f"{rollout.id}:{rollout.status.value}"
+    return Outcome(
+        rollouts=(rollout,),
+        effects=(
+            ThreadReply(release.id, cause, text),
+            RefreshBoard(release.id, cause),
+            *extra,
+        ),
+    )
+
+
+def _deployment(release: Release, rollout: Rollout) -> CreateDeployment:
+    return CreateDeployment(
+        rollout_id=rollout.id,
+        repository=release.repository,
+        environment=rollout.environment,
+        commit_sha=rollout.commit_sha,
+        payload={
+            "rollout": rollout.id,
+            "kind": rollout.kind.value,
+            "requested_by": rollout.requested_by.label,
+        },
+    )
+
+
+def request_deploy(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    environment: str,
+    requester: Person,
+    target: EnvironmentHistory,
+    succeeded_here: frozenset[str],
+    rollout_id: int,
+    now: datetime,
+    force: bool = False,
+) -> Outcome:
+    """Someone asks to deploy the release's commit to `environment`.
+
+    `succeeded_here` names the environments where this commit already succeeded; `target`
+    is what holds the environment now. `force` (already checked as allowed for this person)
+    skips the ordering rule and the lock. Returns the new rollout, awaiting approval or
+    pending its GitHub deployment.
+    """
+    env = pipeline.environment(environment)
+    if env is None:
+        names = ", ".join(f"`{e.name}`" for e in pipeline.environments)
+        return _refuse(f"`{environment}` is not an environment here. Choose one of {names}.")
+    previous = pipeline.previous(env.name)
+    if previous is not None and previous.name not in succeeded_here and not force:
+        return _refuse(
+            f"`{env.name}` needs `{previous.name}` to succeed for {release.short_sha} first. "
+            f"Deploy it there with `/deploy {previous.name}`."
+        )
+    if env.window is not None and not env.window.is_open(now) and not force:
+        window = env.window
+        return _refuse(
+            f"`{env.name}` is outside its deploy window ({_days(window.days)} "
+            f"{window.hours} {window.timezone}). Try again then, or ask someone who may "
+            f"override to use `--force`."
+        )
+    holder = target.lock_holder
+    if holder is not None and not holder.same_as(requester) and not force:
+        why = f" ({target.lock_reason})" if target.lock_reason else ""
+        return _refuse(
+            f"`{env.name}` is locked by {holder.label}{why}. "
+            f"Ask them to `/unlock {env.name}` when they are done."
+        )
+    if target.active is not None:
+        busy = target.active
+        return _refuse(
+            f"`{env.name}` is busy: {busy.commit_sha[:7]} is {busy.status.value} there "
+            f"(asked by {busy.requested_by.label}). Try again when it has finished."
+        )
+    if env.approvals > 0:
+        rollout = Rollout(
+            id=rollout_id,
+            repository=release.repository,
+            environment=env.name,
+            commit_sha=release.commit_sha,
+            status=Status.AWAITING_APPROVAL,
+            requested_by=requester,
+            created_at=now,
+        )
+        request = ApprovalRequest(release.id, rollout.id, env.name, requester.label, env.approvals)
+        text = (
+            f"{requester.label} asked to deploy {release.short_sha} to `{env.name}`: "
+            f"waiting for {_approvals(env.approvals)}."
+        )
+        return _changed(release, rollout, text, request)
+    rollout = Rollout(
+        id=rollout_id,
+        repository=release.repository,
+        environment=env.name,
+        commit_sha=release.commit_sha,
+        status=Status.PENDING,
+        requested_by=requester,
+        created_at=now,
+    )
+    text = f"{requester.label} is deploying {release.short_sha} to `{env.name}`."
+    return _changed(release, rollout, text, _deployment(release, rollout))
+
+
+def _days(days: frozenset[int]) -> str:
+    names = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    return ",".join(names[d] for d in sorted(days))
+
+
+def _approvals(count: int) -> str:
+    return "1 approval" if count == 1 else f"{count} approvals"
+
+
+def decide(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    rollout: Rollout,
+    person: Person,
+    approve: bool,
+    authorised: bool,
+    now: datetime,
+    reason: str | None = None,
+) -> Outcome:
+    """An approver clicks Approve or Reject (or comments `/approve`, `/reject`).
+
+    `authorised` is whether `person` is one of the environment's approvers (the caller
+    resolved teams and admins). The requester never counts; a person counts once; an
+    approval is for the commit it was asked for (`release.commit_sha` is the PR's head now).
+    """
+    env = pipeline.environment(rollout.environment)
+    if rollout.status is not Status.AWAITING_APPROVAL:
+        return _refuse(_already_decided(rollout))
+    if release.commit_sha != rollout.commit_sha:
+        cancelled = replace(
+            rollout,
+            status=Status.CANCELLED,
+            note=f"the pull request moved to {release.short_sha}; approvals were for "
+            f"{rollout.commit_sha[:7]}",
+        )
+        text = (
+            f"Deploy of {rollout.commit_sha[:7]} to `{rollout.environment}` cancelled: the pull "
+            f"request's head is now {release.short_sha}. Ask again with "
+            f"`/deploy {rollout.environment}`."
+        )
+        outcome = _changed(release, cancelled, text)
+        return replace(outcome, refusal="the approval request was for an older commit")
+    if person.same_as(rollout.requested_by):
+        return _refuse(
+            f"You asked for this deploy, so your approval cannot count. "
+            f"Another approver of `{rollout.environment}` must decide."
+        )
+    if not authorised:
+        return _refuse(f"You are not an approver of `{rollout.environment}`.")
+    if any(d.person.same_as(person) for d in rollout.approvals()):
+        return _refuse("You already approved this deploy; each approver counts once.")
+    decision = Decision(person, approve, rollout.commit_sha, now, reason)
+    decided = replace(rollout, decisions=(*rollout.decisions, decision))
+    if not approve:
+        rejected = replace(decided, status=Status.REJECTED, note=reason)
+        why = f": {reason}" if reason else "."
+        text = f"{person.label} rejected the deploy to `{rollout.environment}`{why}"
+        return _changed(release, rejected, text)
+    needed = env.approvals if env is not None else 1
+    have = len(decided.approvals())
+    if have < needed:
+        text = (
+            f"{person.label} approved the deploy to `{rollout.environment}` ({have} of {needed})."
+        )
+        return Outcome(
+            rollouts=(decided,),
+            effects=(ThreadReply(release.id, f"{rollout.id}:approval:{have}", text),),
+        )
+    approved = replace(decided, status=Status.PENDING)
+    names = ", ".join(d.person.label for d in approved.approvals())
+    text = f"Approved by {names}: deploying {rollout.commit_sha[:7]} to `{rollout.environment}`."
+    return _changed(release, approved, text, _deployment(release, approved))
+
+
+def _already_decided(rollout: Rollout) -> str:
+    rejection = rollout.rejection()
+    if rejection is not None:
+        return f"Already decided: {rejection.person.label} rejected it."
+    approvals = rollout.approvals()
+    if approvals:
+        names = ", ".join(d.person.label for d in approvals)
+        return f"Already decided: approved by {names}; it is {rollout.status.value} now."
+    return f"Nothing to decide: the deploy is {rollout.status.value}."
+
+
+def deployment_reported(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    rollout: Rollout,
+    state: str,
+    now: datetime,
+    last_good_sha: str | None,
+    rollback_id: int,
+    replaced: Rollout | None = None,
+    description: str | None = None,
+) -> Outcome:
+    """The deploy system reported a deployment status (`in_progress`, `success`, ...).
+
+    A successful deploy with health checks enters `verifying`; without them it succeeds at
+    once. A rollback that succeeds marks the rollout it replaced `rolled_back`.
+    """
+    if not rollout.status.active:
+        return Outcome()  # a late or repeated report changes nothing
+    env = pipeline.environment(rollout.environment)
+    if state == "in_progress" and rollout.status is Status.PENDING:
+        running = replace(rollout, status=Status.IN_PROGRESS)
+        return _changed(release, running, f"Deploying {_what(rollout)}…")
+    if state == "success" and rollout.status in {Status.PENDING, Status.IN_PROGRESS}:
+        if env is not None and env.health is not None and rollout.kind is Kind.DEPLOY:
+            verifying = replace(
+                rollout,
+                status=Status.VERIFYING,
+                next_check_at=now,
+                failure_streak=0,
+                healthy_since=None,
+            )
+            soak = _duration(env.health.soak)
+            text = f"Deployed {_what(rollout)}; checking its health for {soak}."
+            return _changed(release, verifying, text)
+        return _succeed(release, rollout, replaced)
+    if state in {"failure", "error"}:
+        reason = f"the deploy system reported {state}"
+        if description:
+            reason += f" ({description})"
+        return fail(
+            pipeline=pipeline,
+            release=release,
+            rollout=rollout,
+            reason=reason,
+            evidence=(),
+            last_good_sha=last_good_sha,
+            rollback_id=rollback_id,
+            now=now,
+        )
+    return Outcome()
+
+
+def _what(rollout: Rollout) -> str:
+    verb = "the rollback of" if rollout.kind is Kind.ROLLBACK else ""
+    return f"{verb} `{rollout.environment}` to {rollout.commit_sha[:7]}".strip()
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 3600 == 0 and seconds:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0 and seconds:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def _succeed(release: Release, rollout: Rollout, replaced: Rollout | None) -> Outcome:
+    done = replace(rollout, status=Status.SUCCESS, next_check_at=None)
+    if rollout.kind is Kind.ROLLBACK:
+        text = f"Rolled back `{rollout.environment}` to {rollout.commit_sha[:7]}."
+        outcome = _changed(release, done, text)
+        if replaced is not None and replaced.status is Status.FAILURE:
+            undone = replace(replaced, status=Status.ROLLED_BACK)
+            cause = f"{undone.id}:{undone.status.value}"
+            return Outcome(
+                rollouts=(*outcome.rollouts, undone),
+                effects=(*outcome.effects, RefreshBoard(release.id, cause)),
+            )
+        return outcome
+    return _changed(release, done, f"`{rollout.environment}` is running {rollout.commit_sha[:7]}.")
+
+
+def probed(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    rollout: Rollout,
+    evidence: Evidence,
+    now: datetime,
+    last_good_sha: str | None,
+    rollback_id: int,
+) -> Outcome:
+    """A health probe of a verifying rollout came back.
+
+    Healthy for the whole `soak` → success; `failures` failed probes in a row → failure
+    (and a rollback when `auto_rollback`). Otherwise the next probe is due in `interval`.
+    """
+    env = pipeline.environment(rollout.environment)
+    if rollout.status is not Status.VERIFYING or env is None or env.health is None:
+        return Outcome()
+    health = env.health
+    if evidence.healthy:
+        since = rollout.healthy_since or evidence.at
+        if now - since >= health.soak:
+            return _succeed(release, replace(rollout, healthy_since=since), None)
+        waiting = replace(
+            rollout, healthy_since=since, failure_streak=0, next_check_at=now + health.interval
+        )
+        return Outcome(rollouts=(waiting,))
+    streak = rollout.failure_streak + 1
+    if streak >= health.failures:
+        return fail(
+            pipeline=pipeline,
+            release=release,
+            rollout=replace(rollout, failure_streak=streak),
+            reason=f"{streak} health checks in a row failed",
+            evidence=(evidence,),
+            last_good_sha=last_good_sha,
+            rollback_id=rollback_id,
+            now=now,
+        )
+    unhealthy = replace(
+        rollout, healthy_since=None, failure_streak=streak, next_check_at=now + health.interval
+    )
+    return Outcome(rollouts=(unhealthy,))
+
+
+def fail(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    rollout: Rollout,
+    reason: str,
+    evidence: tuple[Evidence, ...],
+    last_good_sha: str | None,
+    rollback_id: int,
+    now: datetime,
+) -> Outcome:
+    """A rollout failed. With `auto_rollback`, start exactly one rollback to the last good
+    commit; otherwise, or when there is none to go back to, say why not."""
+    failed = replace(rollout, status=Status.FAILURE, next_check_at=None, note=reason)
+    seen = "".join(f"\n> {e.detail}" for e in evidence)
+    text = f"{_what(rollout).capitalize()} failed: {reason}.{seen}"
+    outcome = _changed(release, failed, text)
+    env = pipeline.environment(rollout.environment)
+    if rollout.kind is Kind.ROLLBACK:
+        return _also_tell(outcome, release, rollout, "Rollback failed: someone must step in.")
+    if env is None or not env.auto_rollback:
+        return outcome
+    if last_good_sha is None or last_good_sha == rollout.commit_sha:
+        return _also_tell(
+            outcome,
+            release,
+            rollout,
+            f"No automatic rollback: `{rollout.environment}` has no earlier successful "
+            f"commit to go back to.",
+        )
+    rollback = Rollout(
+        id=rollback_id,
+        repository=rollout.repository,
+        environment=rollout.environment,
+        commit_sha=last_good_sha,
+        status=Status.PENDING,
+        requested_by=BOT,
+        created_at=now,
+        kind=Kind.ROLLBACK,
+        replaces=rollout.id,
+        note=reason,
+    )
+    announce = ThreadReply(
+        release.id,
+        f"{rollback.id}:rollback",
+        f"Rolling `{rollout.environment}` back to {last_good_sha[:7]} because {reason}.",
+    )
+    return Outcome(
+        rollouts=(*outcome.rollouts, rollback),
+        effects=(*outcome.effects, announce, _deployment(release, rollback)),
+    )
+
+
+def _also_tell(outcome: Outcome, release: Release, rollout: Rollout, text: str) -> Outcome:
+    effects: list[Effect] = [ThreadReply(release.id, f"{rollout.id}:no-rollback", text)]
+    if release.pr_number is not None:
+        effects.append(
+            PullRequestComment(
+                release.repository, release.pr_number, f"{rollout.id}:no-rollback", text
+            )
+        )
+    return replace(outcome, effects=(*outcome.effects, *effects))

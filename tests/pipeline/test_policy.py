@@ -1,0 +1,53 @@
+"""Who may approve, and how GitHub and Slack identities are joined (pure)."""
+
+import pytest
+
+from bot.pipeline.config import GitHubTeam, parse_pipeline
+from bot.pipeline.models import Person
+from bot.pipeline.policy import identify, may_approve, needs_admin_check, teams_to_check
+
+PIPELINE = parse_pipeline(
+    """
+users:
+  alice: U0ALICE
+  bob: U0BOB
+environments:
+  - name: stage
+  - name: production
+    approvals: 1
+    approvers: [bob, U0CAROL, "@acme/sre"]
+"""
+)
+PRODUCTION = PIPELINE.environment("production")
+STAGE = PIPELINE.environment("stage")
+SRE = GitHubTeam(org="acme", slug="sre")
+
+
+def test_identities_are_joined_through_the_users_map() -> None:
+    assert identify(PIPELINE, github="alice") == Person(github="alice", slack="U0ALICE")
+    assert identify(PIPELINE, slack="U0BOB") == Person(github="bob", slack="U0BOB")
+    assert identify(PIPELINE, slack="U0NOBODY") == Person(slack="U0NOBODY")
+
+
+@pytest.mark.parametrize(
+    ("person", "member_of", "allowed"),
+    [
+        (Person(github="bob"), (), True),
+        (Person(github="BOB"), (), True),
+        (Person(slack="U0BOB"), (), False),  # not joined: identify() first
+        (Person(slack="U0CAROL"), (), True),
+        (Person(github="carol"), (), False),  # listed by Slack id only
+        (Person(github="dave"), (SRE,), True),
+        (Person(github="dave"), (), False),
+        (Person(slack="U0DAVE"), (SRE,), False),  # team membership needs a GitHub login
+    ],
+)
+def test_listed_people_and_team_members_may_approve(person, member_of, allowed) -> None:
+    assert may_approve(PRODUCTION, person, member_of=member_of) is allowed
+
+
+def test_without_approvers_repository_admins_approve() -> None:
+    assert needs_admin_check(STAGE) and not needs_admin_check(PRODUCTION)
+    assert may_approve(STAGE, Person(github="erin"), is_admin=True)
+    assert not may_approve(STAGE, Person(github="erin"), is_admin=False)
+    assert teams_to_check(PRODUCTION) == (SRE,)
