@@ -1,0 +1,82 @@
+"""The status board of a release, drawn from what the database holds (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.pipeline.config import PipelineError, parse_pipeline
+from bot.pipeline.models import Kind, Rollout, Status
+from bot.slack.blocks import Board, Button, EnvironmentLine
+from storage.models import Release as ReleaseRow
+
+# Environments whose name says production get a confirmation on every button.
+_CONFIRMED = ("prod", "production", "live")
+
+
+def board_for(release: ReleaseRow, rollouts: Sequence[Rollout]) -> Board:
+    """One line per environment (pipeline order, then any others that have rollouts): the
+    newest rollout there, and the buttons that apply to it."""
+    names = _environments(release.pipeline)
+    names += [r.environment for r in rollouts if r.environment not in names]
+    latest: dict[str, Rollout] = {}
+    for rollout in rollouts:
+        latest[rollout.environment] = rollout  # ids grow: the last one is the newest
+    lines = []
+    for index, name in enumerate(names):
+        rollout = latest.get(name)
+        next_env = names[index + 1] if index + 1 < len(names) else None
+        lines.append(_line(release, name, rollout, next_env))
+    return Board(
+        repository=release.repository,
+        pr_number=release.pr_number,
+        title=release.title,
+        author=release.author,
+        head_sha=release.commit_sha,
+        head_ref=release.head_ref or "",
+        pr_url=release.pr_url,
+        pr_state=release.pr_state if release.pr_state in {"open", "closed", "merged"} else "open",
+        environments=tuple(lines),
+    )
+
+
+def _environments(pipeline_text: str) -> list[str]:
+    try:
+        return [env.name for env in parse_pipeline(pipeline_text).environments]
+    except PipelineError:
+        return []  # the thread says what is wrong with the file; the board shows what ran
+
+
+def _line(
+    release: ReleaseRow, name: str, rollout: Rollout | None, next_env: str | None
+) -> EnvironmentLine:
+    if rollout is None:
+        return EnvironmentLine(name=name)
+    buttons: list[Button] = []
+    confirm = name.lower() in _CONFIRMED
+    if (
+        rollout.status is Status.SUCCESS
+        and rollout.kind is Kind.DEPLOY
+        and next_env is not None
+        and rollout.commit_sha == release.commit_sha
+    ):
+        buttons.append(
+            Button(
+                "promote",
+                f"promote:{release.id}:{next_env}",
+                confirm=next_env.lower() in _CONFIRMED,
+                target=next_env,
+            )
+        )
+    if rollout.status in {Status.SUCCESS, Status.FAILURE, Status.VERIFYING}:
+        buttons.append(Button("rollback", f"rollback:{release.id}:{name}", confirm=True))
+    return EnvironmentLine(
+        name=name,
+        status=rollout.status.value,
+        commit_sha=rollout.commit_sha,
+        requested_by=rollout.requested_by.label,
+        updated_at=rollout.created_at,
+        detail=rollout.note,
+        buttons=tuple(buttons)
+        if not confirm
+        else tuple(Button(b.action, b.value, confirm=True, target=b.target) for b in buttons),
+    )
