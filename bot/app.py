@@ -14,16 +14,19 @@ from fastapi.responses import JSONResponse, Response
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.github import events
+from bot.dispatcher import OutboxDispatcher
+from bot.github.context import Context
+from bot.github.events import GitHubEvents
 from bot.github.webhook import webhook_router
 from bot.metrics import Metrics, RequestMetricsMiddleware
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.slack.ingress import slack_router
 from bot.slack.listeners import build_slack_app, web_client
-from bot.worker import InboxWorker
+from bot.worker import InboxWorker, worker_id
 from integrations.github_app import GitHubApp
+from integrations.health import HealthProbe
 from storage import db, inbox, outbox
-from storage.models import InboxItem
 
 log = structlog.get_logger(__name__)
 
@@ -39,41 +42,70 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     metrics: Metrics
     worker: InboxWorker
+    dispatcher: OutboxDispatcher
+    scheduler: Scheduler
     slack: AsyncApp
     github: GitHubApp
 
 
-async def _handle_delivery(session: AsyncSession, item: InboxItem, payload: dict[str, Any]) -> bool:
-    return await events.handle(session, event=item.event, payload=payload)
-
-
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> FastAPI:
-    """Build the ASGI app; the database is migrated and the worker started in its lifespan."""
+    """Build the ASGI app; the database is migrated and the workers started in its lifespan."""
     engine = engine or db.create_engine(settings.database_url)
     sessions = db.session_factory(engine)
     metrics = Metrics()
-    worker = InboxWorker(sessions=sessions, handle=_handle_delivery, metrics=metrics)
-    slack = build_slack_app(settings, web_client(settings))
+    owner = worker_id()
     github = GitHubApp(
         app_id=settings.github_app_id,
         private_key=settings.private_key_pem(),
         base_url=settings.github_api_url,
     )
-    services = Services(settings, engine, sessions, metrics, worker, slack, github)
+    slack_client = web_client(settings)
+    dispatcher = OutboxDispatcher(
+        github=github, slack=slack_client, sessions=sessions, metrics=metrics, owner=owner
+    )
+    context = Context(github=github, config_path=settings.deploybot_config_path)
+    worker = InboxWorker(
+        sessions=sessions,
+        handle=GitHubEvents(context),
+        on_handled=dispatcher.wake,
+        metrics=metrics,
+        owner=owner,
+    )
+    probe = HealthProbe()
+    scheduler = Scheduler(
+        sessions=sessions,
+        probe=probe,
+        owner=owner,
+        tick_seconds=settings.deploybot_tick_seconds,
+        on_change=dispatcher.wake,
+    )
+    slack = build_slack_app(
+        settings, slack_client, sessions=sessions, github=github, on_change=dispatcher.wake
+    )
+    services = Services(
+        settings, engine, sessions, metrics, worker, dispatcher, scheduler, slack, github
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await db.migrate(engine)
-        worker_task = asyncio.create_task(worker.run(), name="inbox-worker")
+        tasks = [
+            asyncio.create_task(worker.run(), name="inbox-worker"),
+            asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
+        ]
+        scheduler.start()
         socket_mode = await _start_socket_mode(settings, slack)
-        log.info("deploybot started", worker=worker.owner, socket_mode=socket_mode is not None)
+        log.info("deploybot started", worker=owner, socket_mode=socket_mode is not None)
         try:
             yield
         finally:
             if socket_mode is not None:
                 await socket_mode.close_async()
+            await scheduler.stop()
             worker.stop()
-            await worker_task
+            dispatcher.stop()
+            await asyncio.gather(*tasks)
+            await probe.aclose()
             await engine.dispose()
             log.info("deploybot stopped")
 

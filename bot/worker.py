@@ -183,17 +183,27 @@ class QueueWorker(ABC):
             )
 
 
-DeliveryHandler = Callable[[AsyncSession, InboxItem, dict[str, Any]], Awaitable[bool]]
+Apply = Callable[[AsyncSession], Awaitable[None]]
+DeliveryHandler = Callable[[InboxItem, dict[str, Any]], Awaitable[Apply | None]]
 
 
 class InboxWorker(QueueWorker):
-    """Handles stored deliveries, each in one transaction with marking it done or ignored."""
+    """Handles stored deliveries in two steps: the handler first does its reading (GitHub
+    calls, outside any transaction), then returns the writes to make, which run in one
+    transaction with marking the delivery done. A handler returning None ignores it."""
 
     name = "inbox"
 
-    def __init__(self, *, handle: DeliveryHandler, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        handle: DeliveryHandler,
+        on_handled: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(queue=inbox.QUEUE, **kwargs)
         self.handle = handle
+        self.on_handled = on_handled  # e.g. wake the outbox: the delivery may have made effects
 
     def describe(self, item: InboxItem) -> dict[str, Any]:
         return {"delivery": item.delivery_id, "github_event": item.event, "action": item.action}
@@ -204,8 +214,12 @@ class InboxWorker(QueueWorker):
         super().count_failure(item, dead=dead)
 
     async def complete(self, item: InboxItem) -> str:
+        apply = await self.handle(item, json.loads(item.body))
         async with self.sessions.begin() as session:
-            handled = await self.handle(session, item, json.loads(item.body))
-            status = InboxStatus.DONE if handled else InboxStatus.IGNORED
+            if apply is not None:
+                await apply(session)
+            status = InboxStatus.DONE if apply is not None else InboxStatus.IGNORED
             await self.finish(session, item, status.value)
+        if apply is not None and self.on_handled is not None:
+            self.on_handled()
         return status.value

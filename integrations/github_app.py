@@ -277,6 +277,17 @@ class InstallationClient:
             )
         return response.json()["permission"]
 
+    async def team_member(self, *, org: str, team_slug: str, username: str) -> bool:
+        """Whether `username` is an active member of the team `@org/team_slug`."""
+        try:
+            async with _translated_errors():
+                response = await self._github.rest.teams.async_get_membership_for_user_in_org(
+                    org, team_slug, username
+                )
+        except GitHubNotFound:
+            return False
+        return response.json().get("state") == "active"
+
     async def create_deployment(
         self,
         *,

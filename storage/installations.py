@@ -79,3 +79,18 @@ async def remove_repositories(
         .where(Repository.id.in_(ids), Repository.installation_id == installation_id)
         .values(removed=True, updated_at=utcnow())
     )
+
+
+async def installation_for(session: AsyncSession, *, full_name: str) -> int | None:
+    """The installation that can act on `owner/name`, if the App is installed there now."""
+    result = await session.execute(
+        sa.select(Repository.installation_id)
+        .join(Installation, Installation.id == Repository.installation_id)
+        .where(
+            Repository.full_name == full_name,
+            Repository.removed.is_(False),
+            Installation.removed.is_(False),
+            Installation.suspended.is_(False),
+        )
+    )
+    return result.scalar_one_or_none()

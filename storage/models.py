@@ -125,6 +125,9 @@ class Release(SQLModel, table=True):
     title: str = ""
     author: str = ""
     head_ref: str | None = None
+    # The pipeline file as last read from the default branch ("" = none: the default
+    # pipeline), so the scheduler and the board need not ask GitHub again.
+    pipeline: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
     thread_channel: str | None = None
     thread_ts: str | None = None
     created_at: datetime = _created()

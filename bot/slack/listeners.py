@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -10,10 +11,13 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.pipeline.commands import SLACK_USAGE, is_help
 from bot.settings import Settings
+from bot.slack.approvals import Approvals
 from bot.slack.blocks import escape, home_view
+from integrations.github_app import GitHubApp
 
 
 def web_client(settings: Settings) -> AsyncWebClient:
@@ -28,7 +32,14 @@ def web_client(settings: Settings) -> AsyncWebClient:
     )
 
 
-def build_slack_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
+def build_slack_app(
+    settings: Settings,
+    client: AsyncWebClient,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    github: GitHubApp,
+    on_change: Callable[[], None],
+) -> AsyncApp:
     """The Bolt app with every listener registered; request signatures are always checked."""
     signing_secret = settings.slack_signing_secret
     app = AsyncApp(
@@ -37,11 +48,17 @@ def build_slack_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
         request_verification_enabled=signing_secret is not None,
         process_before_response=False,
     )
-    register(app)
+    register(app, Approvals(sessions=sessions, github=github, on_change=on_change))
     return app
 
 
-def register(app: AsyncApp) -> None:
+def register(app: AsyncApp, approvals: Approvals) -> None:
+    @app.action("approve")
+    @app.action("reject")
+    async def decision(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+        await ack()
+        await approvals.click(body=body, action=action, client=client)
+
     @app.command("/deploy")
     async def deploy_command(ack: Any, command: dict[str, Any]) -> None:
         text = command.get("text") or ""

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from bot.app import create_app
+from integrations.emulators.github import GitHubEmulator
 from integrations.emulators.slack import SlackEmulator
 from tests.conftest import BOT_TOKEN
 
@@ -26,9 +29,29 @@ def slack(slack_server: SlackEmulator) -> SlackEmulator:
     return slack_server
 
 
+@pytest.fixture(scope="session")
+def github_server(app_private_key: rsa.RSAPrivateKey) -> Iterator[GitHubEmulator]:
+    public = app_private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with GitHubEmulator(app_id=4242, app_public_key=public) as emulator:
+        yield emulator
+
+
 @pytest.fixture
-async def app(make_settings, database_url: str, slack: SlackEmulator) -> AsyncIterator[FastAPI]:
-    app = create_app(make_settings(DATABASE_URL=database_url, SLACK_API_URL=slack.url))
+def github(github_server: GitHubEmulator) -> GitHubEmulator:
+    """The GitHub emulator, its faults and recorded calls forgotten before each test."""
+    github_server.reset()
+    return github_server
+
+
+@pytest.fixture
+async def app(
+    make_settings, database_url: str, slack: SlackEmulator, github: GitHubEmulator
+) -> AsyncIterator[FastAPI]:
+    app = create_app(
+        make_settings(DATABASE_URL=database_url, SLACK_API_URL=slack.url, GITHUB_API_URL=github.url)
+    )
     async with app.router.lifespan_context(app):
         yield app
 

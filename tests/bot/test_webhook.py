@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.github.webhook import signature_valid, webhook_router
+from storage import inbox
 from storage.models import InboxItem, InboxStatus, Installation, Repository
 from tests.conftest import CORPORA, WEBHOOK_SECRET
 from tests.helpers import compact, github_headers, webhook_examples
@@ -27,14 +28,13 @@ async def _inbox(app: FastAPI) -> list[InboxItem]:
 
 async def _drain(app: FastAPI) -> None:
     """Wait until the app's own worker has handled everything stored."""
-    from storage import inbox
-
-    for _ in range(500):
+    for _ in range(1000):
         async with app.state.services.sessions() as session:
             if await inbox.depth(session) == 0:
                 return
         await asyncio.sleep(0.02)
-    raise AssertionError("the inbox worker did not drain the inbox")
+    failing = [(i.event, i.delivery_id, i.last_error) for i in await _inbox(app) if i.last_error]
+    raise AssertionError(f"the inbox worker did not drain the inbox; failures: {failing[:5]}")
 
 
 def test_githubs_documented_signature_vector() -> None:

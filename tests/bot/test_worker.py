@@ -53,6 +53,10 @@ async def _side_effects(sessions) -> set[str]:
     return {effect.idempotency_key for effect in effects}
 
 
+async def nothing_to_write(session) -> None:
+    """A handler's writes when it handled a delivery without changing state."""
+
+
 def test_backoff_doubles_and_is_capped() -> None:
     assert [backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
     assert backoff(30).total_seconds() == 600
@@ -65,15 +69,18 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_others_unaffected
     await _store(sessions, ("good-1", '{"n": 1}'), ("bad", '{"n": 2}'), ("good-2", '{"n": 3}'))
     calls: list[str] = []
 
-    async def handle(session, item, payload):
+    async def handle(item, payload):
         calls.append(item.delivery_id)
-        # Work the handler does must roll back with its failure.
-        await outbox.enqueue(
-            session, kind="slack.post", payload={}, idempotency_key=item.delivery_id
-        )
-        if item.delivery_id == "bad":
-            raise RuntimeError("downstream exploded")
-        return True
+
+        async def apply(session):
+            # What the handler writes must roll back with its failure.
+            await outbox.enqueue(
+                session, kind="slack.post", payload={}, idempotency_key=item.delivery_id
+            )
+            if item.delivery_id == "bad":
+                raise RuntimeError("downstream exploded")
+
+        return apply
 
     clock, metrics = Clock(), Metrics()
     worker = InboxWorker(
@@ -107,8 +114,12 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_others_unaffected
     assert metrics.dead_letters.labels("inbox")._value.get() == 1
 
 
-async def test_an_invalid_payload_is_dead_lettered_at_once(engine: AsyncEngine) -> None:
-    from bot.github import events
+async def test_an_invalid_payload_is_dead_lettered_at_once(
+    engine: AsyncEngine, app_private_key_pem: str
+) -> None:
+    from bot.github.context import Context
+    from bot.github.events import GitHubEvents
+    from integrations.github_app import GitHubApp
 
     sessions = db.session_factory(engine)
     async with sessions.begin() as session:
@@ -120,11 +131,9 @@ async def test_an_invalid_payload_is_dead_lettered_at_once(engine: AsyncEngine) 
             action="created",
             body='{"action": "created", "installation": {"id": "not-a-number"}}',
         )
-
-    async def handle(session, item, payload):
-        return await events.handle(session, event=item.event, payload=payload)
-
-    worker = InboxWorker(sessions=sessions, handle=handle, max_attempts=5)
+    # The installation handler never calls GitHub: the App's address is never used.
+    github = GitHubApp(app_id=1, private_key=app_private_key_pem, base_url="http://127.0.0.1:9")
+    worker = InboxWorker(sessions=sessions, handle=GitHubEvents(Context(github)), max_attempts=5)
     assert await worker.run_once() == 1
     row = (await _rows(sessions))["broken"]
     assert (row.status, row.attempts) == (InboxStatus.DEAD, 1)
@@ -135,9 +144,9 @@ async def test_wake_makes_the_running_worker_look_at_once(engine: AsyncEngine) -
     sessions = db.session_factory(engine)
     handled = asyncio.Event()
 
-    async def handle(session, item, payload):
+    async def handle(item, payload):
         handled.set()
-        return True
+        return nothing_to_write
 
     worker = InboxWorker(sessions=sessions, handle=handle, poll_seconds=3600)
     task = asyncio.create_task(worker.run())
@@ -159,10 +168,10 @@ async def test_two_workers_on_two_engines_handle_each_delivery_once(
         await _store(sessions, *((f"d{n}", "{}") for n in range(60)))
         seen: list[str] = []
 
-        async def handle(session, item, payload):
+        async def handle(item, payload):
             seen.append(item.delivery_id)
             await asyncio.sleep(0)
-            return True
+            return nothing_to_write
 
         workers = [
             InboxWorker(sessions=db.session_factory(e), handle=handle, batch=5, poll_seconds=0.01)
@@ -188,10 +197,10 @@ async def test_stopping_hands_back_claims_it_has_not_started(engine: AsyncEngine
     await _store(sessions, *((f"d{n}", "{}") for n in range(5)))
     handled: list[str] = []
 
-    async def handle(session, item, payload):
+    async def handle(item, payload):
         handled.append(item.delivery_id)
         worker.stop()  # the process is told to stop while handling its first delivery
-        return True
+        return nothing_to_write
 
     worker = InboxWorker(sessions=sessions, handle=handle, batch=5)
     assert await worker.run_once() == 5
@@ -211,7 +220,7 @@ async def test_a_failure_after_the_lease_was_lost_is_not_counted(engine: AsyncEn
     await _store(sessions, ("slow", "{}"))
     clock, metrics = Clock(), Metrics()
 
-    async def handle(session, item, payload):
+    async def handle(item, payload):
         # Meanwhile our lease ran out and another replica took the delivery.
         async with sessions.begin() as other:
             await inbox.claim_due(

@@ -131,6 +131,7 @@ def upgrade() -> None:
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("author", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("head_ref", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("pipeline", sa.Text(), nullable=False),
         sa.Column("thread_channel", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("thread_ts", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),

@@ -1,0 +1,192 @@
+"""Running the pipeline core against the database: load the state a decision needs, decide,
+save the outcome (rollouts and effects) in the caller's transaction.
+
+GitHub comments, Slack buttons and the scheduler all go through here, so a rule holds the
+same whichever way a request arrives. Nothing here talks to GitHub or Slack: effects do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.pipeline import machine
+from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
+from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
+from bot.pipeline.machine import Outcome
+from bot.pipeline.models import Evidence, Person, Rollout, Status
+from storage import releases
+from storage.models import Release as ReleaseRow
+
+
+def pipeline_of(release: ReleaseRow) -> Pipeline:
+    """The release's pipeline as last read from the default branch (raises PipelineError)."""
+    return parse_pipeline(release.pipeline)
+
+
+async def deploy(
+    session: AsyncSession,
+    *,
+    release: ReleaseRow,
+    environment: str,
+    requester: Person,
+    now: datetime,
+    force: bool = False,
+) -> Outcome:
+    """Ask for the release's head commit in `environment`; saves and returns the outcome."""
+    pipeline = pipeline_of(release)
+    value = releases.release_value(release)
+    env = pipeline.environment(environment)
+    name = env.name if env is not None else environment
+    outcome = machine.request_deploy(
+        pipeline=pipeline,
+        release=value,
+        environment=environment,
+        requester=requester,
+        target=await releases.environment_history(
+            session, repository=release.repository, environment=name
+        ),
+        succeeded_here=await releases.succeeded_environments(
+            session, repository=release.repository, commit_sha=release.commit_sha
+        ),
+        rollout_id=await releases.reserve_rollout_id(session),
+        now=now,
+        force=force,
+    )
+    return await _save(session, release, outcome)
+
+
+async def decide(
+    session: AsyncSession,
+    *,
+    release: ReleaseRow,
+    rollout_id: int,
+    person: Person,
+    approve: bool,
+    authorised: bool,
+    now: datetime,
+    reason: str | None = None,
+) -> Outcome:
+    """An approver's decision on a rollout, serialised with any other decision on it."""
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return Outcome(refusal="That deploy request no longer exists.")
+    _, rollout = found
+    outcome = machine.decide(
+        pipeline=pipeline_of(release),
+        release=releases.release_value(release),
+        rollout=rollout,
+        person=person,
+        approve=approve,
+        authorised=authorised,
+        now=now,
+        reason=reason,
+    )
+    return await _save(session, release, outcome)
+
+
+async def awaiting_approval(
+    session: AsyncSession, *, release: ReleaseRow, environment: str
+) -> Rollout | None:
+    """The release's rollout in `environment` that waits for approval, if any."""
+    assert release.id is not None
+    for rollout in reversed(await releases.rollouts_of_release(session, release_id=release.id)):
+        if (
+            rollout.environment.lower() == environment.lower()
+            and rollout.status is Status.AWAITING_APPROVAL
+        ):
+            return rollout
+    return None
+
+
+async def report(
+    session: AsyncSession,
+    *,
+    deployment_id: int,
+    state: str,
+    now: datetime,
+    description: str | None = None,
+) -> Outcome | None:
+    """A deployment status from the deploy system; None for a deployment we did not create."""
+    found = await releases.rollout_for_deployment(session, deployment_id=deployment_id)
+    if found is None:
+        return None
+    row, rollout = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    replaced = None
+    if rollout.replaces is not None:
+        replaced_found = await releases.get_rollout(session, rollout_id=rollout.replaces)
+        replaced = replaced_found[1] if replaced_found else None
+    outcome = machine.deployment_reported(
+        pipeline=pipeline_of(release),
+        release=releases.release_value(release),
+        rollout=rollout,
+        state=state,
+        now=now,
+        last_good_sha=await releases.last_good_sha(
+            session, repository=rollout.repository, environment=rollout.environment
+        ),
+        rollback_id=await releases.reserve_rollout_id(session),
+        replaced=replaced,
+        description=description,
+    )
+    return await _save(session, release, outcome)
+
+
+async def probed(
+    session: AsyncSession, *, rollout_id: int, evidence: Evidence, now: datetime
+) -> Outcome:
+    """A health probe's result for a verifying rollout."""
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return Outcome()
+    row, rollout = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    outcome = machine.probed(
+        pipeline=pipeline_of(release),
+        release=releases.release_value(release),
+        rollout=rollout,
+        evidence=evidence,
+        now=now,
+        last_good_sha=await releases.last_good_sha(
+            session, repository=rollout.repository, environment=rollout.environment
+        ),
+        rollback_id=await releases.reserve_rollout_id(session),
+    )
+    return await _save(session, release, outcome)
+
+
+async def _save(session: AsyncSession, release: ReleaseRow, outcome: Outcome) -> Outcome:
+    assert release.id is not None
+    try:
+        async with session.begin_nested():
+            await releases.save_outcome(session, release_id=release.id, outcome=outcome)
+    except IntegrityError:
+        # Another request took the environment between our read and our write: the
+        # database's one-active-rollout rule decided, so this one is refused.
+        return Outcome(refusal="The environment just became busy with another deploy.")
+    return outcome
+
+
+def refusal_comment(release: ReleaseRow, key: str, text: str) -> PullRequestComment | None:
+    """A PR comment carrying a refusal, when the release is a pull request."""
+    if release.pr_number is None:
+        return None
+    return PullRequestComment(release.repository, release.pr_number, key, text)
+
+
+def pipeline_problem(release: ReleaseRow, error: PipelineError, config_path: str) -> Outcome:
+    """An invalid pipeline file: no deploys; say where and what, in the thread and the PR."""
+    assert release.id is not None
+    text = f"`{config_path}` on the default branch is invalid, so nothing is deployed:\n{error}"
+    key = f"pipeline-error:{hashlib.sha256(str(error).encode()).hexdigest()[:12]}"
+    effects: list = [ThreadReply(release.id, key, text), RefreshBoard(release.id, key)]
+    comment = refusal_comment(release, key, text)
+    if comment is not None:
+        effects.append(comment)
+    return Outcome(effects=tuple(effects))

@@ -1,0 +1,230 @@
+"""`issue_comment`: commands typed on a pull request (`/deploy stage`, `/approve production`).
+
+The commenter needs write permission. The bot reacts 👀 to every command it takes and
+answers a refusal with a comment saying why and what to do instead. The pipeline file is
+read from the default branch, never from the pull request's head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import conductor
+from bot.github.context import Context, parsed
+from bot.github.payloads import (
+    Head,
+    IssueCommentEvent,
+    PullRequest,
+    PullRequestEvent,
+    User,
+    parse,
+)
+from bot.github.pulls import record
+from bot.pipeline.commands import COMMENT_USAGE, Command, CommandError, Flag, Verb, parse_comment
+from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
+from bot.pipeline.effects import PullRequestComment, Reaction
+from bot.pipeline.policy import identify, may_approve, needs_admin_check, teams_to_check
+from bot.worker import Apply
+from storage import releases
+
+WRITE = {"admin", "maintain", "write"}
+SUPPORTED = {Verb.DEPLOY, Verb.APPROVE, Verb.REJECT, Verb.HELP, Verb.STATUS}
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the command's decision needs from GitHub, looked up before the transaction."""
+
+    permission: str
+    pull: PullRequest
+    pipeline_text: str
+    member_of: frozenset[GitHubTeam]
+
+
+async def handle(context: Context, payload: dict[str, Any]) -> Apply | None:
+    if payload.get("action") != "created":
+        return None
+    event = parse(IssueCommentEvent, payload)
+    if event.issue.pull_request is None or event.installation is None:
+        return None
+    if event.comment.user.is_bot:
+        return None  # never answer ourselves or other bots
+    command = parse_comment(event.comment.body)
+    if command is None:
+        return None
+    facts = await _look_up(context, event, command)
+
+    async def apply(session: AsyncSession) -> None:
+        await _run(session, context=context, event=event, command=command, facts=facts)
+
+    return apply
+
+
+async def _look_up(
+    context: Context, event: IssueCommentEvent, command: Command | CommandError
+) -> _Facts:
+    assert event.installation is not None
+    client = context.client(event.installation.id)
+    owner, name = event.repository.owner_and_name
+    login = event.comment.user.login
+    permission = await client.get_permission(owner=owner, repo=name, username=login)
+    pull = await client.get_pull(owner=owner, repo=name, number=event.issue.number)
+    text = await context.read_pipeline(event.installation.id, event.repository)
+    member_of: set[GitHubTeam] = set()
+    pipeline = parsed(text)
+    if (
+        isinstance(command, Command)
+        and command.verb in {Verb.APPROVE, Verb.REJECT}
+        and isinstance(pipeline, Pipeline)
+        and command.environment
+        and (env := pipeline.environment(command.environment)) is not None
+    ):
+        for team in teams_to_check(env):
+            if await client.team_member(org=team.org, team_slug=team.slug, username=login):
+                member_of.add(team)
+    return _Facts(
+        permission=permission,
+        pull=PullRequest(
+            number=pull.number,
+            title=pull.title,
+            html_url=pull.html_url,
+            state=pull.state,
+            merged=pull.merged,
+            user=User(login=pull.user_login),
+            head=Head(sha=pull.head_sha, ref=pull.head_ref),
+        ),
+        pipeline_text=text,
+        member_of=frozenset(member_of),
+    )
+
+
+async def _run(
+    session: AsyncSession,
+    *,
+    context: Context,
+    event: IssueCommentEvent,
+    command: Command | CommandError,
+    facts: _Facts,
+) -> None:
+    repository = event.repository.full_name
+    comment_id = event.comment.id
+    login = event.comment.user.login
+    await record(
+        session,
+        context=context,
+        event=PullRequestEvent(
+            action="commented",
+            pull_request=facts.pull,
+            repository=event.repository,
+            installation=event.installation,
+        ),
+        pipeline_text=facts.pipeline_text,
+    )
+    release = await releases.release_for_pr(
+        session, repository=repository, pr_number=event.issue.number
+    )
+    assert release is not None and release.id is not None
+
+    async def answer(text: str) -> None:
+        await releases.enqueue(
+            session,
+            PullRequestComment(repository, event.issue.number, f"answer:{comment_id}", text),
+        )
+
+    if isinstance(command, CommandError):
+        await answer(f"@{login} {command.message}\n\n{command.usage}")
+        return
+    if facts.permission not in WRITE:
+        await answer(
+            f"@{login} deploy commands need write permission on {repository}; you have "
+            f"`{facts.permission}`. Ask a maintainer to run it, or to give you write access."
+        )
+        return
+    await releases.enqueue(session, Reaction(repository, comment_id))
+    if command.verb is Verb.HELP:
+        await answer(COMMENT_USAGE)
+        return
+    if command.verb not in SUPPORTED:
+        await answer(
+            f"@{login} `/{command.verb.value}` is not available yet. What works today:\n\n"
+            f"{COMMENT_USAGE}"
+        )
+        return
+    pipeline = parsed(facts.pipeline_text)
+    if isinstance(pipeline, PipelineError):
+        return  # pulls.record already explained the broken pipeline file
+    if command.verb is Verb.STATUS:
+        await answer(await _status(session, release_id=release.id, pipeline=pipeline))
+        return
+    assert command.environment is not None
+    requester = identify(pipeline, github=login)
+    now = context.clock()
+    if command.verb is Verb.DEPLOY:
+        if Flag.DRY_RUN in command.flags:
+            await answer(f"@{login} dry run: nothing deployed. {_dry_run(pipeline, command)}")
+            return
+        outcome = await conductor.deploy(
+            session,
+            release=release,
+            environment=command.environment,
+            requester=requester,
+            now=now,
+            force=Flag.FORCE in command.flags and facts.permission == "admin",
+        )
+    else:
+        waiting = await conductor.awaiting_approval(
+            session, release=release, environment=command.environment
+        )
+        env = pipeline.environment(command.environment)
+        if waiting is None or env is None:
+            await answer(
+                f"@{login} nothing in `{command.environment}` is waiting for approval on this "
+                f"pull request."
+            )
+            return
+        authorised = may_approve(
+            env,
+            requester,
+            member_of=facts.member_of,
+            is_admin=needs_admin_check(env) and facts.permission == "admin",
+        )
+        outcome = await conductor.decide(
+            session,
+            release=release,
+            rollout_id=waiting.id,
+            person=requester,
+            approve=command.verb is Verb.APPROVE,
+            authorised=authorised,
+            now=now,
+            reason=command.reason,
+        )
+    if outcome.refused:
+        await answer(f"@{login} {outcome.refusal}")
+
+
+def _dry_run(pipeline: Pipeline, command: Command) -> str:
+    env = pipeline.environment(command.environment or "")
+    if env is None:
+        return f"`{command.environment}` is not an environment here."
+    if env.approvals:
+        return f"It would ask for {env.approvals} approval(s) before deploying to `{env.name}`."
+    return f"It would deploy this pull request's head to `{env.name}`."
+
+
+async def _status(session: AsyncSession, *, release_id: int, pipeline: Pipeline) -> str:
+    rollouts = await releases.rollouts_of_release(session, release_id=release_id)
+    latest = {r.environment: r for r in rollouts}
+    lines = ["| environment | status | commit | by |", "|---|---|---|---|"]
+    for env in pipeline.environments:
+        rollout = latest.get(env.name)
+        if rollout is None:
+            lines.append(f"| {env.name} | not deployed | | |")
+        else:
+            lines.append(
+                f"| {env.name} | {rollout.status.value} | `{rollout.commit_sha[:7]}` | "
+                f"{rollout.requested_by.label} |"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""What GitHub event handlers share: the App client, where the pipeline file lives, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.github.payloads import RepositoryRef
+from bot.pipeline.config import Environment, GitHubTeam, Pipeline, PipelineError, parse_pipeline
+from bot.pipeline.policy import needs_admin_check, teams_to_check
+from integrations.github_app import GitHubApp, InstallationClient
+from storage.models import ChannelSubscription, utcnow
+
+
+@dataclass
+class Context:
+    github: GitHubApp
+    config_path: str = ".github/deploybot.yml"
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def client(self, installation_id: int) -> InstallationClient:
+        return self.github.installation(installation_id)
+
+    async def read_pipeline(self, installation_id: int, repository: RepositoryRef) -> str:
+        """The pipeline file's text on the default branch (never a PR's head); "" if none."""
+        owner, name = repository.owner_and_name
+        text = await self.client(installation_id).get_file(
+            owner=owner, repo=name, path=self.config_path, ref=repository.default_branch
+        )
+        return text or ""
+
+
+def parsed(text: str) -> Pipeline | PipelineError:
+    try:
+        return parse_pipeline(text)
+    except PipelineError as error:
+        return error
+
+
+async def thread_channel(
+    session: AsyncSession, *, repository: str, pipeline: Pipeline | PipelineError
+) -> str | None:
+    """Where a repository's threads go: the pipeline file's `slack.channel`, else the channel
+    subscribed with `/deploy subscribe`."""
+    if isinstance(pipeline, Pipeline) and pipeline.slack is not None:
+        return pipeline.slack.channel
+    result = await session.execute(
+        sa.select(ChannelSubscription.channel_id).where(
+            ChannelSubscription.repository == repository
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def approver_facts(
+    client: InstallationClient, *, repository: str, env: Environment, login: str | None
+) -> tuple[frozenset[GitHubTeam], bool]:
+    """Which of the environment's approver teams `login` is in, and whether they administer
+    the repository: the GitHub facts `policy.may_approve` decides with."""
+    if not login:
+        return frozenset(), False
+    owner, name = repository.split("/", 1)
+    teams = frozenset(
+        [
+            team
+            for team in teams_to_check(env)
+            if await client.team_member(org=team.org, team_slug=team.slug, username=login)
+        ]
+    )
+    is_admin = False
+    if needs_admin_check(env):
+        is_admin = await client.get_permission(owner=owner, repo=name, username=login) == "admin"
+    return teams, is_admin

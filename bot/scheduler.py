@@ -1,0 +1,131 @@
+"""The scheduler: every `DEPLOYBOT_TICK_SECONDS`, claim the verifying rollouts whose health
+check is due, probe them, and feed each result to the pipeline.
+
+APScheduler only ticks; claims are leases in the database, so any number of replicas can
+tick side by side and a dead replica's rollouts are picked up when its lease ends.
+APScheduler's job store stays in memory and is never shared between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import conductor
+from bot.pipeline.config import PipelineError
+from bot.pipeline.models import Evidence
+from integrations.health import HealthProbe
+from storage import leases, releases
+from storage.models import Rollout as RolloutRow
+from storage.models import utcnow
+
+log = structlog.get_logger(__name__)
+
+
+class Scheduler:
+    """Ticks on an `AsyncIOScheduler`; `tick()` is one pass and can be called directly."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        probe: HealthProbe,
+        owner: str,
+        tick_seconds: float,
+        on_change: Callable[[], None] | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        batch: int = 50,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.probe = probe
+        self.owner = owner
+        self.tick_seconds = tick_seconds
+        self.on_change = on_change
+        self.lease = lease
+        self.batch = batch
+        self.clock = clock
+        self._scheduler: AsyncIOScheduler | None = None
+        self._ticking = asyncio.Lock()
+
+    def start(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.tick_seconds,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.clock(),
+        )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop ticking and let a tick in flight finish (its probes are bounded by timeouts)."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        async with self._ticking:
+            pass
+
+    async def tick(self) -> int:
+        """Probe every due rollout once; returns how many were probed."""
+        async with self._ticking:
+            return await self._tick()
+
+    async def _tick(self) -> int:
+        try:
+            async with self.sessions.begin() as session:
+                due = await releases.claim_due_probes(
+                    session,
+                    owner=self.owner,
+                    now=self.clock(),
+                    lease=self.lease,
+                    limit=self.batch,
+                )
+            await asyncio.gather(*(self._probe(row) for row in due))
+        except Exception:
+            log.exception("scheduler tick failed")
+            return 0
+        return len(due)
+
+    async def _probe(self, row: RolloutRow) -> None:
+        assert row.id is not None
+        async with self.sessions() as session:
+            release = await releases.get_release(session, release_id=row.release_id)
+        try:
+            pipeline = conductor.pipeline_of(release) if release is not None else None
+        except PipelineError:
+            pipeline = None
+        env = pipeline.environment(row.environment) if pipeline is not None else None
+        health = env.health if env is not None else None
+        if health is None:
+            result_healthy, detail = True, "no health checks configured"
+        else:
+            result = await self.probe.check(
+                str(health.url) if health.url else None, health.prometheus
+            )
+            result_healthy, detail = result.healthy, result.detail
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            outcome = await conductor.probed(
+                session,
+                rollout_id=row.id,
+                evidence=Evidence(result_healthy, detail, now),
+                now=now,
+            )
+            await leases.release(session, table=RolloutRow, row_id=row.id, owner=self.owner)
+        log.info(
+            "probed",
+            rollout=row.id,
+            environment=row.environment,
+            healthy=result_healthy,
+            detail=detail,
+        )
+        if outcome.effects and self.on_change is not None:
+            self.on_change()

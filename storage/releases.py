@@ -1,0 +1,365 @@
+"""Releases (PR threads) and rollouts: rows in, pipeline values out, outcomes saved.
+
+The pipeline core decides with plain values (`bot.pipeline.models`); these functions load
+those values from the tables and write a decision's rollouts and effects back in the
+caller's transaction, so state and effects commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.pipeline.effects import Effect
+from bot.pipeline.machine import Outcome, Release
+from bot.pipeline.models import Decision, EnvironmentHistory, Kind, Person, Rollout, Status
+from storage import leases, outbox
+from storage.models import (
+    ACTIVE_STATUSES,
+    Approval,
+    Lock,
+    utcnow,
+)
+from storage.models import (
+    Release as ReleaseRow,
+)
+from storage.models import (
+    Rollout as RolloutRow,
+)
+
+# --- releases --------------------------------------------------------------------------
+
+
+async def upsert_pull_request(
+    session: AsyncSession,
+    *,
+    repository: str,
+    pr_number: int,
+    head_sha: str,
+    title: str,
+    author: str,
+    head_ref: str | None,
+    pr_url: str | None,
+    pr_state: str,
+) -> tuple[ReleaseRow, bool]:
+    """The release of a pull request, created or brought up to date; True when it changed."""
+    row = await release_for_pr(session, repository=repository, pr_number=pr_number)
+    if row is None:
+        row = ReleaseRow(repository=repository, pr_number=pr_number, commit_sha=head_sha)
+        session.add(row)
+    before = (row.commit_sha, row.title, row.pr_state, row.head_ref, row.author, row.pr_url)
+    row.commit_sha, row.title, row.pr_state = head_sha, title, pr_state
+    row.head_ref, row.author, row.pr_url = head_ref, author, pr_url
+    changed = row.id is None or before != (head_sha, title, pr_state, head_ref, author, pr_url)
+    if changed:
+        row.updated_at = utcnow()
+    await session.flush()
+    return row, changed
+
+
+async def release_for_pr(
+    session: AsyncSession, *, repository: str, pr_number: int
+) -> ReleaseRow | None:
+    result = await session.execute(
+        sa.select(ReleaseRow).where(
+            ReleaseRow.repository == repository, ReleaseRow.pr_number == pr_number
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_release(session: AsyncSession, *, release_id: int) -> ReleaseRow | None:
+    return await session.get(ReleaseRow, release_id)
+
+
+def release_value(row: ReleaseRow) -> Release:
+    assert row.id is not None
+    return Release(
+        id=row.id, repository=row.repository, commit_sha=row.commit_sha, pr_number=row.pr_number
+    )
+
+
+async def set_thread(session: AsyncSession, *, release_id: int, channel: str, ts: str) -> None:
+    await session.execute(
+        sa.update(ReleaseRow)
+        .where(ReleaseRow.id == release_id)
+        .values(thread_channel=channel, thread_ts=ts)
+    )
+
+
+# --- rollouts: rows <-> values -----------------------------------------------------------
+
+
+def _person(github: str | None, slack: str | None) -> Person:
+    return Person(github=github, slack=slack)
+
+
+def _identity(person: Person) -> str:
+    return f"github:{person.github.lower()}" if person.github else f"slack:{person.slack}"
+
+
+async def _decisions(
+    session: AsyncSession, rollout_ids: Iterable[int]
+) -> dict[int, list[Decision]]:
+    ids = list(rollout_ids)
+    found: dict[int, list[Decision]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    rows = await session.execute(
+        sa.select(Approval).where(Approval.rollout_id.in_(ids)).order_by(Approval.id)
+    )
+    for row in rows.scalars():
+        found[row.rollout_id].append(
+            Decision(
+                person=_person(row.approver_github, row.approver_slack),
+                approve=row.approve,
+                commit_sha=row.commit_sha,
+                at=row.created_at,
+                reason=row.reason,
+            )
+        )
+    return found
+
+
+def _value(row: RolloutRow, decisions: list[Decision]) -> Rollout:
+    assert row.id is not None
+    return Rollout(
+        id=row.id,
+        repository=row.repository,
+        environment=row.environment,
+        commit_sha=row.commit_sha,
+        status=Status(row.status),
+        requested_by=_person(row.requested_by_github, row.requested_by_slack),
+        created_at=row.created_at,
+        kind=Kind(row.kind),
+        deployment_id=row.github_deployment_id,
+        decisions=tuple(decisions),
+        failure_streak=row.failure_streak,
+        healthy_since=row.healthy_since,
+        next_check_at=row.next_check_at,
+        replaces=row.replaces,
+        note=row.note,
+    )
+
+
+async def values(session: AsyncSession, rows: Iterable[RolloutRow]) -> list[Rollout]:
+    """Pipeline values for rollout rows, with their decisions (one query for all)."""
+    rows = list(rows)
+    decisions = await _decisions(session, (r.id for r in rows if r.id is not None))
+    return [_value(row, decisions[row.id or 0]) for row in rows]
+
+
+async def get_rollout(
+    session: AsyncSession, *, rollout_id: int, for_update: bool = False
+) -> tuple[RolloutRow, Rollout] | None:
+    """A rollout; `for_update` locks its row (PostgreSQL) so concurrent decisions serialize."""
+    statement = sa.select(RolloutRow).where(RolloutRow.id == rollout_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).scalar_one_or_none()
+    if row is None:
+        return None
+    (value,) = await values(session, [row])
+    return row, value
+
+
+async def rollout_for_deployment(
+    session: AsyncSession, *, deployment_id: int
+) -> tuple[RolloutRow, Rollout] | None:
+    """The rollout whose GitHub deployment this is; None for deployments we did not create."""
+    row = (
+        await session.execute(
+            sa.select(RolloutRow)
+            .where(RolloutRow.github_deployment_id == deployment_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    (value,) = await values(session, [row])
+    return row, value
+
+
+async def rollouts_of_release(session: AsyncSession, *, release_id: int) -> list[Rollout]:
+    rows = await session.execute(
+        sa.select(RolloutRow).where(RolloutRow.release_id == release_id).order_by(RolloutRow.id)
+    )
+    return await values(session, rows.scalars())
+
+
+async def reserve_rollout_id(session: AsyncSession) -> int:
+    """The id the next new rollout of this transaction will get (the core names it first)."""
+    if session.bind.dialect.name == "postgresql":
+        result = await session.execute(
+            sa.text("SELECT nextval(pg_get_serial_sequence('rollout', 'id'))")
+        )
+        return int(result.scalar_one())
+    # SQLite: writers are serialised (BEGIN IMMEDIATE), so max + 1 is ours until we commit.
+    result = await session.execute(sa.select(sa.func.coalesce(sa.func.max(RolloutRow.id), 0) + 1))
+    return int(result.scalar_one())
+
+
+async def environment_history(
+    session: AsyncSession, *, repository: str, environment: str
+) -> EnvironmentHistory:
+    """What holds the environment now, what last succeeded there, and its lock."""
+    active_row = (
+        await session.execute(
+            sa.select(RolloutRow).where(
+                RolloutRow.repository == repository,
+                RolloutRow.environment == environment,
+                RolloutRow.status.in_(ACTIVE_STATUSES),
+            )
+        )
+    ).scalar_one_or_none()
+    active = (await values(session, [active_row]))[0] if active_row is not None else None
+    lock = (
+        await session.execute(
+            sa.select(Lock).where(Lock.repository == repository, Lock.environment == environment)
+        )
+    ).scalar_one_or_none()
+    return EnvironmentHistory(
+        active=active,
+        last_success_sha=await last_good_sha(
+            session, repository=repository, environment=environment
+        ),
+        lock_holder=_person(lock.holder_github, lock.holder_slack) if lock else None,
+        lock_reason=lock.reason if lock else None,
+    )
+
+
+async def last_good_sha(session: AsyncSession, *, repository: str, environment: str) -> str | None:
+    """The commit of the newest rollout that succeeded in the environment."""
+    result = await session.execute(
+        sa.select(RolloutRow.commit_sha)
+        .where(
+            RolloutRow.repository == repository,
+            RolloutRow.environment == environment,
+            RolloutRow.status == Status.SUCCESS.value,
+        )
+        .order_by(RolloutRow.id.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def succeeded_environments(
+    session: AsyncSession, *, repository: str, commit_sha: str
+) -> frozenset[str]:
+    """Environments where this commit has succeeded (rolled back ones count: it did run)."""
+    result = await session.execute(
+        sa.select(RolloutRow.environment).where(
+            RolloutRow.repository == repository,
+            RolloutRow.commit_sha == commit_sha,
+            RolloutRow.status.in_([Status.SUCCESS.value]),
+        )
+    )
+    return frozenset(result.scalars())
+
+
+# --- saving decisions ------------------------------------------------------------------
+
+
+async def save_outcome(session: AsyncSession, *, release_id: int, outcome: Outcome) -> None:
+    """Write a decision: its rollouts (new or changed) and its effects, in this transaction."""
+    for rollout in outcome.rollouts:
+        await _save_rollout(session, release_id=release_id, rollout=rollout)
+    for effect in outcome.effects:
+        await enqueue(session, effect)
+
+
+async def enqueue(session: AsyncSession, effect: Effect) -> None:
+    await outbox.enqueue(
+        session,
+        kind=type(effect).__name__,
+        payload=_payload(asdict(effect)),
+        idempotency_key=effect.key,
+    )
+
+
+def _payload(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _payload(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_payload(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+async def _save_rollout(session: AsyncSession, *, release_id: int, rollout: Rollout) -> None:
+    row = await session.get(RolloutRow, rollout.id)
+    if row is None:
+        row = RolloutRow(
+            id=rollout.id,
+            release_id=release_id,
+            repository=rollout.repository,
+            environment=rollout.environment,
+            commit_sha=rollout.commit_sha,
+            kind=rollout.kind.value,
+            requested_by_github=rollout.requested_by.github,
+            requested_by_slack=rollout.requested_by.slack,
+            replaces=rollout.replaces,
+            created_at=rollout.created_at,
+        )
+        session.add(row)
+    row.status = rollout.status.value
+    row.github_deployment_id = rollout.deployment_id
+    row.failure_streak = rollout.failure_streak
+    row.healthy_since = rollout.healthy_since
+    row.next_check_at = rollout.next_check_at
+    row.note = rollout.note
+    row.version += 1
+    row.updated_at = utcnow()
+    await session.flush()
+    stored = (await _decisions(session, [rollout.id]))[rollout.id]
+    known = {(d.person, d.commit_sha, d.approve) for d in stored}
+    for decision in rollout.decisions:
+        if (decision.person, decision.commit_sha, decision.approve) in known:
+            continue
+        session.add(
+            Approval(
+                rollout_id=rollout.id,
+                approver=_identity(decision.person),
+                approver_github=decision.person.github,
+                approver_slack=decision.person.slack,
+                approve=decision.approve,
+                commit_sha=decision.commit_sha,
+                reason=decision.reason,
+                created_at=decision.at,
+            )
+        )
+    await session.flush()
+
+
+# --- the scheduler's share -------------------------------------------------------------
+
+
+async def claim_due_probes(
+    session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[RolloutRow]:
+    """Lease verifying rollouts whose next health check is due."""
+    return await leases.claim(
+        session,
+        table=RolloutRow,
+        due=sa.and_(RolloutRow.status == Status.VERIFYING.value, RolloutRow.next_check_at <= now),
+        order_by=[RolloutRow.next_check_at, RolloutRow.id],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+    )
+
+
+async def record_deployment(session: AsyncSession, *, rollout_id: int, deployment_id: int) -> None:
+    """The GitHub deployment created for a rollout (found again by its id in statuses)."""
+    await session.execute(
+        sa.update(RolloutRow)
+        .where(RolloutRow.id == rollout_id)
+        .values(github_deployment_id=deployment_id, updated_at=utcnow())
+    )
