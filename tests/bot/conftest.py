@@ -29,20 +29,14 @@ def slack(slack_server: SlackEmulator) -> SlackEmulator:
     return slack_server
 
 
-@pytest.fixture(scope="session")
-def github_server(app_private_key: rsa.RSAPrivateKey) -> Iterator[GitHubEmulator]:
+@pytest.fixture
+def github(app_private_key: rsa.RSAPrivateKey) -> Iterator[GitHubEmulator]:
+    """A GitHub emulator of its own for each test (it keeps deployments and files)."""
     public = app_private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     with GitHubEmulator(app_id=4242, app_public_key=public) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def github(github_server: GitHubEmulator) -> GitHubEmulator:
-    """The GitHub emulator, its faults and recorded calls forgotten before each test."""
-    github_server.reset()
-    return github_server
 
 
 @pytest.fixture
