@@ -18,14 +18,20 @@ def board_for(release: ReleaseRow, rollouts: Sequence[Rollout]) -> Board:
     newest rollout there, and the buttons that apply to it."""
     names = _environments(release.pipeline)
     names += [r.environment for r in rollouts if r.environment not in names]
+    # This release's own deploy decides a line; a rollback it caused shows as its detail.
     latest: dict[str, Rollout] = {}
-    for rollout in rollouts:
-        latest[rollout.environment] = rollout  # ids grow: the last one is the newest
+    rollback_of: dict[int, Rollout] = {}
+    for rollout in rollouts:  # ids grow: later ones are newer
+        if rollout.kind is Kind.DEPLOY:
+            latest[rollout.environment] = rollout
+        elif rollout.replaces is not None:
+            rollback_of[rollout.replaces] = rollout
     lines = []
     for index, name in enumerate(names):
         rollout = latest.get(name)
         next_env = names[index + 1] if index + 1 < len(names) else None
-        lines.append(_line(release, name, rollout, next_env))
+        back = rollback_of.get(rollout.id) if rollout is not None else None
+        lines.append(_line(release, name, rollout, next_env, back))
     return Board(
         repository=release.repository,
         pr_number=release.pr_number,
@@ -47,7 +53,11 @@ def _environments(pipeline_text: str) -> list[str]:
 
 
 def _line(
-    release: ReleaseRow, name: str, rollout: Rollout | None, next_env: str | None
+    release: ReleaseRow,
+    name: str,
+    rollout: Rollout | None,
+    next_env: str | None,
+    rollback: Rollout | None,
 ) -> EnvironmentLine:
     if rollout is None:
         return EnvironmentLine(name=name)
@@ -75,8 +85,16 @@ def _line(
         commit_sha=rollout.commit_sha,
         requested_by=rollout.requested_by.label,
         updated_at=rollout.created_at,
-        detail=rollout.note,
+        detail=_detail(rollout, rollback),
         buttons=tuple(buttons)
         if not confirm
         else tuple(Button(b.action, b.value, confirm=True, target=b.target) for b in buttons),
     )
+
+
+def _detail(rollout: Rollout, rollback: Rollout | None) -> str | None:
+    if rollback is None:
+        return rollout.note
+    state = "done" if rollback.status is Status.SUCCESS else rollback.status.value
+    why = f"{rollout.note}; " if rollout.note else ""
+    return f"{why}rollback to {rollback.commit_sha[:7]}: {state}"

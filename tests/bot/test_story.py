@@ -190,3 +190,59 @@ async def test_pull_request_to_production_with_approval(story: Story, health) ->
     assert "Already decided: approved by bob" in story.slack.ephemerals[-1]["text"]
     assert len(story.deployments("production")) == 1
     assert story.slack.invalid_calls == []
+
+
+async def ship(story: Story, *, number: int, sha: str, comment_base: int) -> None:
+    """A pull request through stage and an approved production deploy, both verified."""
+    pr = pull_request("opened", number=number, sha=sha, title=f"Change {number}", author="alice")
+    story.github.respond("pulls/get", body=pr["pull_request"])
+    await story.deliver("pull_request", pr)
+    for offset, environment in enumerate(["stage", "production"]):
+        await story.deliver(
+            "issue_comment",
+            comment(
+                f"/deploy {environment}",
+                number=number,
+                login="alice",
+                comment_id=comment_base + offset,
+            ),
+        )
+        if environment == "production":
+            await story.click("approve", story.button_value("approve"), "U0BOB")
+            await story.eventually(
+                lambda: any(d["sha"] == sha for d in story.deployments("production"))
+            )
+        (deployment,) = [d for d in story.deployments(environment) if d["sha"] == sha]
+        await story.deliver("deployment_status", deployment_status(deployment["id"], "success"))
+        if environment == "stage":
+            await story.tick_until(lambda: f"`stage` is running {sha[:7]}" in story.thread())
+
+
+async def test_failing_health_rolls_back_exactly_once(story: Story, health) -> None:
+    await story.deliver("installation", installation_created())
+    good, bad = "a" * 40, "b" * 40
+    await ship(story, number=1, sha=good, comment_base=100)
+    await story.tick_until(lambda: "`production` is running aaaaaaa" in story.thread())
+
+    await ship(story, number=2, sha=bad, comment_base=200)
+    health.failing = True
+    await story.tick_until(lambda: len(story.deployments("production")) == 3)
+
+    rollback = story.deployments("production")[0]  # newest first
+    assert rollback["sha"] == good and rollback["payload"]["kind"] == "rollback"
+    thread = story.thread()
+    assert "2 health checks in a row failed" in thread and "503" in thread
+    assert "Rolling `production` back to aaaaaaa" in thread
+
+    await story.deliver("deployment_status", deployment_status(rollback["id"], "success"))
+    assert "Rolled back `production` to aaaaaaa" in story.thread()
+    # Nothing more happens: one rollback only, even as the checks keep failing.
+    for _ in range(3):
+        await story.services.scheduler.tick()
+        await story.settle()
+    assert len(story.deployments("production")) == 3
+
+    boards = [m for m in story.slack.messages if m.get("thread_ts") in (None, m["ts"])]
+    assert len(boards) == 2, "one thread per pull request"
+    (board,) = [b for b in boards if "#2 Change 2" in json.dumps(b["blocks"])]
+    assert "rolled back" in json.dumps(board["blocks"]).lower()
