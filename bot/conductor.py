@@ -190,3 +190,38 @@ def pipeline_problem(release: ReleaseRow, error: PipelineError, config_path: str
     if comment is not None:
         effects.append(comment)
     return Outcome(effects=tuple(effects))
+
+
+async def rollback(
+    session: AsyncSession,
+    *,
+    repository: str,
+    environment: str,
+    requester: Person,
+    now: datetime,
+) -> tuple[Outcome, ReleaseRow | None]:
+    """Roll an environment back to the previous good commit, on someone's request. The
+    rollback belongs to the release that is being undone (its thread tells the story)."""
+    found = await releases.current_in_environment(
+        session, repository=repository, environment=environment
+    )
+    if found is None:
+        return Outcome(refusal=f"Nothing has been deployed to `{environment}` yet."), None
+    row, current = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    outcome = machine.request_rollback(
+        pipeline=pipeline_of(release),
+        release=releases.release_value(release),
+        current=current,
+        target_sha=await releases.previous_good_sha(
+            session,
+            repository=repository,
+            environment=current.environment,
+            other_than=current.commit_sha,
+        ),
+        requester=requester,
+        rollout_id=await releases.reserve_rollout_id(session),
+        now=now,
+    )
+    return await _save(session, release, outcome), release

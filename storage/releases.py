@@ -363,3 +363,44 @@ async def record_deployment(session: AsyncSession, *, rollout_id: int, deploymen
         .where(RolloutRow.id == rollout_id)
         .values(github_deployment_id=deployment_id, updated_at=utcnow())
     )
+
+
+async def current_in_environment(
+    session: AsyncSession, *, repository: str, environment: str
+) -> tuple[RolloutRow, Rollout] | None:
+    """What holds or last succeeded in an environment: the rollout a rollback would undo."""
+    row = (
+        await session.execute(
+            sa.select(RolloutRow)
+            .where(
+                RolloutRow.repository == repository,
+                sa.func.lower(RolloutRow.environment) == environment.lower(),
+                RolloutRow.status.in_([*ACTIVE_STATUSES, Status.SUCCESS.value]),
+            )
+            .order_by(RolloutRow.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    (value,) = await values(session, [row])
+    return row, value
+
+
+async def previous_good_sha(
+    session: AsyncSession, *, repository: str, environment: str, other_than: str
+) -> str | None:
+    """The newest commit other than `other_than` that succeeded in the environment."""
+    result = await session.execute(
+        sa.select(RolloutRow.commit_sha)
+        .where(
+            RolloutRow.repository == repository,
+            sa.func.lower(RolloutRow.environment) == environment.lower(),
+            RolloutRow.status == Status.SUCCESS.value,
+            RolloutRow.commit_sha != other_than,
+        )
+        .order_by(RolloutRow.id.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()

@@ -31,7 +31,7 @@ from bot.worker import Apply
 from storage import releases
 
 WRITE = {"admin", "maintain", "write"}
-SUPPORTED = {Verb.DEPLOY, Verb.APPROVE, Verb.REJECT, Verb.HELP, Verb.STATUS}
+SUPPORTED = {Verb.DEPLOY, Verb.APPROVE, Verb.REJECT, Verb.ROLLBACK, Verb.HELP, Verb.STATUS}
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,18 @@ async def _run(
     assert command.environment is not None
     requester = identify(pipeline, github=login)
     now = context.clock()
-    if command.verb is Verb.DEPLOY:
+    if command.verb is Verb.ROLLBACK:
+        if Flag.DRY_RUN in command.flags:
+            await answer(f"@{login} dry run: nothing rolled back.")
+            return
+        outcome, _ = await conductor.rollback(
+            session,
+            repository=repository,
+            environment=command.environment,
+            requester=requester,
+            now=now,
+        )
+    elif command.verb is Verb.DEPLOY:
         if Flag.DRY_RUN in command.flags:
             await answer(f"@{login} dry run: nothing deployed. {_dry_run(pipeline, command)}")
             return

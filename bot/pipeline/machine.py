@@ -327,7 +327,7 @@ def _succeed(release: Release, rollout: Rollout, replaced: Rollout | None) -> Ou
     if rollout.kind is Kind.ROLLBACK:
         text = f"Rolled back `{rollout.environment}` to {rollout.commit_sha[:7]}."
         outcome = _changed(release, done, text)
-        if replaced is not None and replaced.status is Status.FAILURE:
+        if replaced is not None and replaced.status in {Status.FAILURE, Status.SUCCESS}:
             undone = replace(replaced, status=Status.ROLLED_BACK)
             cause = f"{undone.id}:{undone.status.value}"
             return Outcome(
@@ -445,3 +445,68 @@ def _also_tell(outcome: Outcome, release: Release, rollout: Rollout, text: str) 
             )
         )
     return replace(outcome, effects=(*outcome.effects, *effects))
+
+
+def request_rollback(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    current: Rollout,
+    target_sha: str | None,
+    requester: Person,
+    rollout_id: int,
+    now: datetime,
+) -> Outcome:
+    """Someone asks to roll `current` (the deploy running or verifying in an environment,
+    of `release`) back to `target_sha`, the last other commit that succeeded there.
+
+    Rollbacks are never held by windows, locks or approvals. A deploy still verifying is
+    failed first, with the requester named as the reason.
+    """
+    env = pipeline.environment(current.environment)
+    name = env.name if env is not None else current.environment
+    if current.kind is Kind.ROLLBACK:
+        return _refuse(f"`{name}` is already being rolled back to {current.commit_sha[:7]}.")
+    if current.status not in {Status.SUCCESS, Status.VERIFYING, Status.FAILURE}:
+        return _refuse(
+            f"`{name}` is {current.status.value}; roll back once its deploy has finished."
+        )
+    if target_sha is None or target_sha == current.commit_sha:
+        return _refuse(f"`{name}` has no earlier successful commit to roll back to.")
+    reason = f"{requester.label} asked for a rollback"
+    replaced = current
+    effects: tuple[Effect, ...] = ()
+    if current.status is Status.VERIFYING:
+        replaced = replace(current, status=Status.FAILURE, next_check_at=None, note=reason)
+        effects = _changed(
+            release, replaced, f"{_what(current).capitalize()} stopped: {reason}."
+        ).effects
+    rollback = Rollout(
+        id=rollout_id,
+        repository=current.repository,
+        environment=name,
+        commit_sha=target_sha,
+        status=Status.PENDING,
+        requested_by=requester,
+        created_at=now,
+        kind=Kind.ROLLBACK,
+        replaces=current.id,
+        note=reason,
+    )
+    announce = ThreadReply(
+        release.id,
+        f"{rollback.id}:rollback",
+        f"{requester.label} is rolling `{name}` back from {current.commit_sha[:7]} to "
+        f"{target_sha[:7]}.",
+    )
+    changed = (replaced, rollback) if replaced is not current else (rollback,)
+    cause = f"{rollback.id}:{rollback.status.value}"
+    return Outcome(
+        rollouts=changed,
+        effects=(
+            *effects,
+            announce,
+            RefreshBoard(release.id, cause),
+            _deployment(release, rollback),
+        ),
+    )

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.pipeline.commands import SLACK_USAGE, is_help
 from bot.settings import Settings
-from bot.slack.approvals import Approvals
+from bot.slack.actions import ButtonActions
 from bot.slack.blocks import escape, home_view
 from integrations.github_app import GitHubApp
 
@@ -48,16 +48,17 @@ def build_slack_app(
         request_verification_enabled=signing_secret is not None,
         process_before_response=False,
     )
-    register(app, Approvals(sessions=sessions, github=github, on_change=on_change))
+    register(app, ButtonActions(sessions=sessions, github=github, on_change=on_change))
     return app
 
 
-def register(app: AsyncApp, approvals: Approvals) -> None:
+def register(app: AsyncApp, buttons: ButtonActions) -> None:
     @app.action("approve")
     @app.action("reject")
-    async def decision(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+    @app.action("rollback")
+    async def button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()
-        await approvals.click(body=body, action=action, client=client)
+        await buttons.click(body=body, action=action, client=client)
 
     @app.command("/deploy")
     async def deploy_command(ack: Any, command: dict[str, Any]) -> None:

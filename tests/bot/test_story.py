@@ -246,3 +246,41 @@ async def test_failing_health_rolls_back_exactly_once(story: Story, health) -> N
     assert len(boards) == 2, "one thread per pull request"
     (board,) = [b for b in boards if "#2 Change 2" in json.dumps(b["blocks"])]
     assert "rolled back" in json.dumps(board["blocks"]).lower()
+
+
+async def test_rollback_on_request_by_comment_and_by_button(story: Story, health) -> None:
+    await story.deliver("installation", installation_created())
+    first, second = "d" * 40, "e" * 40
+    await ship(story, number=1, sha=first, comment_base=100)
+    await story.tick_until(lambda: "`production` is running ddddddd" in story.thread())
+    await ship(story, number=2, sha=second, comment_base=200)
+    await story.tick_until(lambda: "`production` is running eeeeeee" in story.thread())
+
+    # Someone without write permission is refused, and nothing is deployed.
+    await story.deliver(
+        "issue_comment", comment("/rollback production", number=2, login="mallory", comment_id=301)
+    )
+    assert len(story.deployments("production")) == 2
+    refusals = story.github.calls_to("issues/create-comment")
+    assert "need write permission" in refusals[-1].json["body"]
+
+    await story.deliver(
+        "issue_comment", comment("/rollback production", number=2, login="alice", comment_id=302)
+    )
+    rollback = story.deployments("production")[0]
+    assert (rollback["sha"], rollback["payload"]["kind"]) == (first, "rollback")
+    await story.deliver("deployment_status", deployment_status(rollback["id"], "success"))
+    assert "Rolled back `production` to ddddddd" in story.thread()
+
+    # The board's Rollback button on stage, clicked by bob (write permission, mapped in users:).
+    value = next(
+        element["value"]
+        for message in story.slack.messages
+        for block in message.get("blocks") or []
+        for element in block.get("elements", [])
+        if element.get("action_id") == "rollback" and element["value"].endswith(":stage")
+    )
+    await story.click("rollback", value, "U0BOB")
+    await story.eventually(lambda: len(story.deployments("stage")) == 3)
+    assert story.deployments("stage")[0]["sha"] == first
+    assert story.github.invalid_requests == [] and story.slack.invalid_calls == []

@@ -372,3 +372,79 @@ def test_a_closed_window_refuses_unless_forced(at: datetime, refused: bool) -> N
     if refused:
         assert "outside its deploy window (Mon,Tue,Wed,Thu,Fri 09:00-16:00" in outcome.refusal
         assert not request_deploy(**args, force=True).refused
+
+
+# --- rollbacks on request --------------------------------------------------------------
+
+
+def roll_back(current: Rollout, target: str | None = OLD):
+    from bot.pipeline.machine import request_rollback
+
+    return request_rollback(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        current=current,
+        target_sha=target,
+        requester=BOB,
+        rollout_id=300,
+        now=NOW,
+    )
+
+
+def test_a_rollback_on_request_redeploys_the_previous_good_commit() -> None:
+    outcome = roll_back(rollout("production", Status.SUCCESS))
+    (back,) = outcome.rollouts
+    assert (back.kind, back.commit_sha, back.replaces, back.requested_by) == (
+        Kind.ROLLBACK,
+        OLD,
+        100,
+        BOB,
+    )
+    (deployment,) = [e for e in outcome.effects if isinstance(e, CreateDeployment)]
+    assert deployment.commit_sha == OLD and deployment.payload["kind"] == "rollback"
+
+
+def test_rolling_back_a_verifying_deploy_stops_it_first() -> None:
+    stopped, back = roll_back(rollout("production", Status.VERIFYING)).rollouts
+    assert stopped.status is Status.FAILURE and "bob asked for a rollback" in stopped.note
+    assert back.status is Status.PENDING
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "says"),
+    [
+        (rollout("production", Status.SUCCESS), None, "no earlier successful commit"),
+        (rollout("production", Status.SUCCESS), SHA, "no earlier successful commit"),
+        (rollout("production", Status.IN_PROGRESS), OLD, "roll back once its deploy"),
+        (rollout("production", Status.PENDING, kind=Kind.ROLLBACK), OLD, "already being rolled"),
+    ],
+)
+def test_rollback_refusals(current: Rollout, target, says: str) -> None:
+    outcome = roll_back(current, target)
+    assert outcome.refused and says in outcome.refusal and outcome.rollouts == ()
+
+
+def test_a_window_never_blocks_a_rollback() -> None:
+    from bot.pipeline.machine import request_rollback
+
+    closed = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # Sunday night in Stockholm
+    current = rollout("production", Status.SUCCESS)
+    outcome = request_rollback(
+        pipeline=WINDOWED,
+        release=RELEASE,
+        current=current,
+        target_sha=OLD,
+        requester=BOB,
+        rollout_id=300,
+        now=closed,
+    )
+    assert not outcome.refused
+
+
+def test_a_successful_manual_rollback_marks_the_good_deploy_rolled_back() -> None:
+    undone_from = rollout("production", Status.SUCCESS)
+    back = rollout(
+        "production", Status.IN_PROGRESS, id=300, kind=Kind.ROLLBACK, commit_sha=OLD, replaces=100
+    )
+    done, undone = report(back, "success", replaced=undone_from).rollouts
+    assert (done.status, undone.status) == (Status.SUCCESS, Status.ROLLED_BACK)

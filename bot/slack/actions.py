@@ -1,4 +1,4 @@
-"""Approve and Reject clicks on a thread's approval request."""
+"""Button clicks on deploybot's messages: Approve, Reject, Rollback."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def rollout_id_of(value: str) -> int | None:
     return int(number) if kind == "rollout" and number.isdigit() else None
 
 
-class Approvals:
-    """Decides a click in the database (two clicks at once give one deployment) and tells the
-    clicker, ephemerally, when it changed nothing and why."""
+class ButtonActions:
+    """Decides each click in the database (two clicks at once give one deployment) and tells
+    the clicker, ephemerally, when it changed nothing and why."""
 
     def __init__(
         self,
@@ -49,7 +49,10 @@ class Approvals:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
         )
-        refusal = await self._decide(user, action)
+        if action.get("action_id") == "rollback":
+            refusal = await self._rollback(user, action)
+        else:
+            refusal = await self._decide(user, action)
         if refusal is not None and channel:
             await client.chat_postEphemeral(channel=channel, user=user, text=escape(refusal))
 
@@ -102,6 +105,52 @@ class Approvals:
                 person=person,
                 approve=action.get("action_id") == "approve",
                 authorised=authorised,
+                now=utcnow(),
+            )
+        if outcome.effects:
+            self.on_change()
+        return outcome.refusal
+
+    async def _rollback(self, user: str, action: dict[str, Any]) -> str | None:
+        kind, _, rest = str(action.get("value", "")).partition(":")
+        release_id, _, environment = rest.partition(":")
+        if kind != "rollback" or not release_id.isdigit() or not environment:
+            return "That button is not one of deploybot's."
+        async with self.sessions() as session:
+            release = await releases.get_release(session, release_id=int(release_id))
+            installation_id = (
+                await installations.installation_for(session, full_name=release.repository)
+                if release is not None
+                else None
+            )
+        if release is None or installation_id is None:
+            return "That repository is no longer deployed by deploybot."
+        try:
+            pipeline = conductor.pipeline_of(release)
+        except PipelineError:
+            return "The repository's pipeline file is invalid; fix it first."
+        person = identify(pipeline, slack=user)
+        if not person.github:
+            return (
+                "deploybot does not know your GitHub login, so it cannot check that you may "
+                "roll back. Ask for your login to be added under `users:` in the pipeline file."
+            )
+        owner, name = release.repository.split("/", 1)
+        try:
+            permission = await self.github.installation(installation_id).get_permission(
+                owner=owner, repo=name, username=person.github
+            )
+        except GitHubError as exc:
+            log.warning("permission lookup failed", error=str(exc))
+            return "GitHub could not confirm your permission; try again in a minute."
+        if permission not in {"admin", "maintain", "write"}:
+            return f"Rolling back needs write permission on {release.repository}."
+        async with self.sessions.begin() as session:
+            outcome, _ = await conductor.rollback(
+                session,
+                repository=release.repository,
+                environment=environment,
+                requester=person,
                 now=utcnow(),
             )
         if outcome.effects:
