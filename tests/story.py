@@ -3,23 +3,34 @@ a health endpoint that can be made to fail, and a way to wait for the app to set
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from integrations.emulators.github import GitHubEmulator
 from integrations.emulators.loopback import LoopbackServer
-from tests.conftest import CORPORA
+from integrations.emulators.slack import SlackEmulator
+from storage import inbox, outbox
+from tests.conftest import CORPORA, SIGNING_SECRET, WEBHOOK_SECRET
+from tests.helpers import compact, github_headers, slack_headers
 
 EXAMPLES = CORPORA / "github-webhooks" / "payload-examples" / "api.github.com"
 OWNER, NAME = "acme", "api"
 REPOSITORY = f"{OWNER}/{NAME}"
 REPOSITORY_ID = 4_200_000_001
 INSTALLATION_ID = 77
+CHANNEL = "C0DEPLOYS"
 
 
 def example(path: str) -> dict[str, Any]:
@@ -109,3 +120,102 @@ environments:
     approvers: [bob, carol]
     health: {{url: "{health_url}", interval: 1s, soak: 2s, failures: 2}}
 """
+
+
+class Story:
+    """Drives a deploybot (in process or a real server behind `client`) as GitHub and Slack
+    would, and reads what it did from the emulators. `tick` advances the scheduler (or just
+    waits, for a server that ticks on its own); `sessions` reads its database."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        github: GitHubEmulator,
+        slack: SlackEmulator,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        tick: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.client, self.github, self.slack = client, github, slack
+        self.sessions, self.tick = sessions, tick
+        self.deliveries = 0
+
+    async def deliver(self, event: str, payload: dict) -> None:
+        self.deliveries += 1
+        body = compact(payload)
+        headers = github_headers(
+            body, secret=WEBHOOK_SECRET, event=event, delivery=f"story-{self.deliveries}"
+        )
+        response = await self.client.post("/github/webhook", content=body, headers=headers)
+        assert response.status_code == 202, response.text
+        await self.settle()
+
+    async def click(self, action_id: str, value: str, user: str) -> httpx.Response:
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+            "team": {"id": "T0001", "domain": "acme"},
+            "api_app_id": "A0001",
+            "token": "legacy",
+            "trigger_id": "1.2.3",
+            "channel": {"id": CHANNEL, "name": "deploys"},
+            "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.2"},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        response = await self.client.post(
+            "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+        )
+        await self.settle()
+        return response
+
+    async def settle(self) -> None:
+        """Wait until every delivery is handled and every effect sent."""
+        for _ in range(500):
+            async with self.sessions() as session:
+                waiting = await inbox.depth(session) + await outbox.depth(session)
+                dead = await inbox.dead_letters(session) + await outbox.dead_letters(session)
+            assert not dead, [(d.last_error) for d in dead]
+            if waiting == 0:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the app did not settle")
+
+    async def eventually(self, predicate, *, seconds: float = 10) -> None:
+        """Slack listeners work after their ack: wait for what they do to show."""
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "it did not happen in time"
+            await asyncio.sleep(0.05)
+            await self.settle()
+
+    async def tick_until(self, predicate, *, seconds: float = 15) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "the scheduler did not get there in time"
+            await self.tick()
+            await self.settle()
+            await asyncio.sleep(0.2)
+
+    def deployments(self, environment: str) -> list[dict]:
+        return [d for d in self.github.deployments(OWNER, NAME) if d["environment"] == environment]
+
+    def button_value(self, action_id: str) -> str:
+        """The value of the newest button with this action_id in the channel."""
+        for message in reversed(self.slack.messages):
+            for block in message.get("blocks") or []:
+                for element in block.get("elements", []):
+                    if element.get("action_id") == action_id:
+                        return element["value"]
+        raise AssertionError(f"no {action_id} button in the thread")
+
+    def thread(self) -> str:
+        return self.slack.transcript(CHANNEL)

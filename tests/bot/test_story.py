@@ -3,24 +3,16 @@ a health endpoint, the inbox, the core, the outbox and the scheduler, on both da
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from urllib.parse import urlencode
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from integrations.emulators.github import GitHubEmulator
-from integrations.emulators.slack import SlackEmulator
-from storage import inbox, outbox
-from tests.conftest import SIGNING_SECRET, WEBHOOK_SECRET
-from tests.helpers import compact, github_headers, slack_headers
 from tests.story import (
+    CHANNEL,
     NAME,
     OWNER,
     HealthEndpoint,
+    Story,
     comment,
     deployment_status,
     installation_created,
@@ -29,7 +21,6 @@ from tests.story import (
 )
 
 HEAD = "c0ffee" + "0" * 34
-CHANNEL = "C0DEPLOYS"
 
 
 @pytest.fixture
@@ -38,103 +29,19 @@ def health():
         yield endpoint
 
 
-class Story:
-    def __init__(
-        self, app: FastAPI, client: httpx.AsyncClient, github: GitHubEmulator, slack: SlackEmulator
-    ) -> None:
-        self.app, self.client, self.github, self.slack = app, client, github, slack
-        self.services = app.state.services
-        self.deliveries = 0
-
-    async def deliver(self, event: str, payload: dict) -> None:
-        self.deliveries += 1
-        body = compact(payload)
-        headers = github_headers(
-            body, secret=WEBHOOK_SECRET, event=event, delivery=f"story-{self.deliveries}"
-        )
-        response = await self.client.post("/github/webhook", content=body, headers=headers)
-        assert response.status_code == 202, response.text
-        await self.settle()
-
-    async def click(self, action_id: str, value: str, user: str) -> httpx.Response:
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
-            "team": {"id": "T0001", "domain": "acme"},
-            "api_app_id": "A0001",
-            "token": "legacy",
-            "trigger_id": "1.2.3",
-            "channel": {"id": CHANNEL, "name": "deploys"},
-            "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.2"},
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "block_id": "b",
-                    "value": value,
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
-        }
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        response = await self.client.post(
-            "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
-        )
-        await self.settle()
-        return response
-
-    async def settle(self) -> None:
-        """Wait until every delivery is handled and every effect sent."""
-        for _ in range(500):
-            async with self.services.sessions() as session:
-                waiting = await inbox.depth(session) + await outbox.depth(session)
-                dead = await inbox.dead_letters(session) + await outbox.dead_letters(session)
-            assert not dead, [(d.last_error) for d in dead]
-            if waiting == 0:
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("the app did not settle")
-
-    async def eventually(self, predicate, *, seconds: float = 10) -> None:
-        """Slack listeners work after their ack: wait for what they do to show."""
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            assert time.monotonic() < deadline, "it did not happen in time"
-            await asyncio.sleep(0.05)
-            await self.settle()
-
-    async def tick_until(self, predicate, *, seconds: float = 15) -> None:
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            assert time.monotonic() < deadline, "the scheduler did not get there in time"
-            await self.services.scheduler.tick()
-            await self.settle()
-            await asyncio.sleep(0.2)
-
-    def deployments(self, environment: str) -> list[dict]:
-        return [d for d in self.github.deployments(OWNER, NAME) if d["environment"] == environment]
-
-    def button_value(self, action_id: str) -> str:
-        """The value of the newest button with this action_id in the channel."""
-        for message in reversed(self.slack.messages):
-            for block in message.get("blocks") or []:
-                for element in block.get("elements", []):
-                    if element.get("action_id") == action_id:
-                        return element["value"]
-        raise AssertionError(f"no {action_id} button in the thread")
-
-    def thread(self) -> str:
-        return self.slack.transcript(CHANNEL)
-
-
 @pytest.fixture
 def story(app, client, github, slack, health) -> Story:
+    services = app.state.services
+
+    async def tick() -> None:
+        await services.scheduler.tick()
+
     github.set_file(
         OWNER, NAME, ".github/deploybot.yml", pipeline_file(channel=CHANNEL, health_url=health.url)
     )
     for login, permission in [("alice", "write"), ("bob", "write"), ("mallory", "read")]:
         github.set_permission(OWNER, NAME, login, permission)
-    return Story(app, client, github, slack)
+    return Story(client, github, slack, sessions=services.sessions, tick=tick)
 
 
 async def test_pull_request_to_production_with_approval(story: Story, health) -> None:
@@ -238,7 +145,7 @@ async def test_failing_health_rolls_back_exactly_once(story: Story, health) -> N
     assert "Rolled back `production` to aaaaaaa" in story.thread()
     # Nothing more happens: one rollback only, even as the checks keep failing.
     for _ in range(3):
-        await story.services.scheduler.tick()
+        await story.tick()
         await story.settle()
     assert len(story.deployments("production")) == 3
 
