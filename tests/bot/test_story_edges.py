@@ -1,0 +1,116 @@
+"""The release story's bad input and edge cases, through the real app in process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.story import (
+    CHANNEL,
+    NAME,
+    OWNER,
+    HealthEndpoint,
+    Story,
+    comment,
+    deployment_status,
+    installation_created,
+    pipeline_file,
+    pull_request,
+)
+
+SHA, NEWER = "f" * 40, "9" * 40
+
+
+@pytest.fixture
+def health():
+    with HealthEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+async def story(app, client, github, slack, health) -> Story:
+    services = app.state.services
+
+    async def tick() -> None:
+        await services.scheduler.tick()
+
+    github.set_file(
+        OWNER, NAME, ".github/deploybot.yml", pipeline_file(channel=CHANNEL, health_url=health.url)
+    )
+    for login in ("alice", "bob"):
+        github.set_permission(OWNER, NAME, login, "write")
+    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    await story.deliver("installation", installation_created())
+    return story
+
+
+async def open_pr(story: Story, sha: str = SHA, action: str = "opened") -> dict:
+    pr = pull_request(action, number=5, sha=sha, title="Edge", author="alice")
+    story.github.respond("pulls/get", body=pr["pull_request"])
+    await story.deliver("pull_request", pr)
+    return pr
+
+
+async def test_an_invalid_pipeline_file_blocks_deploys_and_says_where(story: Story) -> None:
+    story.github.set_file(
+        OWNER, NAME, ".github/deploybot.yml", "environments:\n  - name: stage\n    aprovals: 1\n"
+    )
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment", comment("/deploy stage", number=5, login="alice", comment_id=1)
+    )
+    assert story.deployments("stage") == []
+    bodies = [c.json["body"] for c in story.github.calls_to("issues/create-comment")]
+    assert any("line 3" in b and "environments[0].aprovals" in b for b in bodies), bodies
+
+
+async def test_approvals_bind_to_the_commit_they_were_asked_for(story: Story) -> None:
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment", comment("/deploy stage", number=5, login="alice", comment_id=1)
+    )
+    (stage,) = story.deployments("stage")
+    await story.deliver("deployment_status", deployment_status(stage["id"], "success"))
+    await story.tick_until(lambda: "`stage` is running" in story.thread())
+    await story.deliver(
+        "issue_comment", comment("/deploy production", number=5, login="alice", comment_id=2)
+    )
+    request = story.button_value("approve")
+    await open_pr(story, sha=NEWER, action="synchronize")  # the head moves
+    await story.click("approve", request, "U0BOB")
+    await story.eventually(lambda: "cancelled" in story.thread())
+    assert story.deployments("production") == []
+
+
+async def test_statuses_of_deployments_we_did_not_create_are_ignored(story: Story) -> None:
+    await open_pr(story)
+    before = len(story.slack.calls)
+    await story.deliver("deployment_status", deployment_status(987654321, "failure"))
+    assert len(story.slack.calls) == before
+    assert story.deployments("stage") == []
+
+
+async def test_github_and_slack_failures_are_retried_never_doubled(story: Story) -> None:
+    story.slack.fail("chat.postMessage", status=500, times=1)
+    story.github.fail("repos/create-deployment", status=502, times=1)
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment", comment("/deploy stage", number=5, login="alice", comment_id=1)
+    )
+    assert len(story.deployments("stage")) == 1
+    assert [c.status for c in story.github.calls_to("repos/create-deployment")] == [502, 201]
+    assert 500 in [c.status for c in story.slack.calls_to("chat.postMessage")]
+    boards = [m for m in story.slack.messages if m.get("thread_ts") in (None, m["ts"])]
+    assert len(boards) == 1
+
+
+async def test_bots_and_prose_are_not_commands(story: Story) -> None:
+    await open_pr(story)
+    bot = comment("/deploy stage", number=5, login="deploybot[bot]", comment_id=1)
+    bot["comment"]["user"]["type"] = "Bot"
+    await story.deliver("issue_comment", bot)
+    await story.deliver(
+        "issue_comment",
+        comment("I think we should /deploy stage later", number=5, login="alice", comment_id=2),
+    )
+    assert story.deployments("stage") == []
+    assert story.github.calls_to("reactions/create-for-issue-comment") == []
