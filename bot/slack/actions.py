@@ -1,4 +1,4 @@
-"""Button clicks on deploybot's messages: Approve, Reject, Rollback."""
+"""Button clicks on deploybot's messages: Approve, Reject, Promote, Rollback."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ class ButtonActions:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
         )
-        if action.get("action_id") == "rollback":
-            refusal = await self._rollback(user, action)
+        if action.get("action_id") in {"rollback", "promote"}:
+            refusal = await self._release_action(user, action)
         else:
             refusal = await self._decide(user, action)
         if refusal is not None and channel:
@@ -111,10 +111,12 @@ class ButtonActions:
             self.on_change()
         return outcome.refusal
 
-    async def _rollback(self, user: str, action: dict[str, Any]) -> str | None:
+    async def _release_action(self, user: str, action: dict[str, Any]) -> str | None:
+        """Promote (`promote:<release>:<env>`) or roll back (`rollback:<release>:<env>`), for
+        someone whose GitHub login the pipeline file knows and who may write to the repo."""
         kind, _, rest = str(action.get("value", "")).partition(":")
         release_id, _, environment = rest.partition(":")
-        if kind != "rollback" or not release_id.isdigit() or not environment:
+        if kind != action.get("action_id") or not release_id.isdigit() or not environment:
             return "That button is not one of deploybot's."
         async with self.sessions() as session:
             release = await releases.get_release(session, release_id=int(release_id))
@@ -132,8 +134,8 @@ class ButtonActions:
         person = identify(pipeline, slack=user)
         if not person.github:
             return (
-                "deploybot does not know your GitHub login, so it cannot check that you may "
-                "roll back. Ask for your login to be added under `users:` in the pipeline file."
+                "deploybot does not know your GitHub login, so it cannot check your permission. "
+                "Ask for it to be added under `users:` in the pipeline file."
             )
         owner, name = release.repository.split("/", 1)
         try:
@@ -144,15 +146,22 @@ class ButtonActions:
             log.warning("permission lookup failed", error=str(exc))
             return "GitHub could not confirm your permission; try again in a minute."
         if permission not in {"admin", "maintain", "write"}:
-            return f"Rolling back needs write permission on {release.repository}."
+            return f"This needs write permission on {release.repository}."
         async with self.sessions.begin() as session:
-            outcome, _ = await conductor.rollback(
-                session,
-                repository=release.repository,
-                environment=environment,
-                requester=person,
-                now=utcnow(),
-            )
+            if kind == "rollback":
+                outcome, _ = await conductor.rollback(
+                    session,
+                    repository=release.repository,
+                    environment=environment,
+                    requester=person,
+                    now=utcnow(),
+                )
+            else:
+                fresh = await releases.get_release(session, release_id=int(release_id))
+                assert fresh is not None
+                outcome = await conductor.deploy(
+                    session, release=fresh, environment=environment, requester=person, now=utcnow()
+                )
         if outcome.effects:
             self.on_change()
         return outcome.refusal

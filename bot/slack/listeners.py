@@ -56,6 +56,7 @@ def register(app: AsyncApp, buttons: ButtonActions) -> None:
     @app.action("approve")
     @app.action("reject")
     @app.action("rollback")
+    @app.action("promote")
     async def button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()
         await buttons.click(body=body, action=action, client=client)

@@ -114,3 +114,16 @@ async def test_bots_and_prose_are_not_commands(story: Story) -> None:
     )
     assert story.deployments("stage") == []
     assert story.github.calls_to("reactions/create-for-issue-comment") == []
+
+
+async def test_the_promote_button_deploys_the_next_environment(story: Story) -> None:
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment", comment("/deploy stage", number=5, login="alice", comment_id=1)
+    )
+    (stage,) = story.deployments("stage")
+    await story.deliver("deployment_status", deployment_status(stage["id"], "success"))
+    await story.tick_until(lambda: "`stage` is running" in story.thread())
+    await story.click("promote", story.button_value("promote"), "U0ALICE")
+    await story.eventually(lambda: "waiting for 1 approval" in story.thread())
+    assert story.deployments("production") == []  # production still needs its approval
