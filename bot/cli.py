@@ -107,14 +107,15 @@ def check_config(
 
 
 @cli.command()
-def demo() -> None:
-    """The whole release story offline, with built-in emulators (arrives with the release story)."""
-    typer.echo(
-        "deploybot demo: not yet — the scripted release story arrives with the pipeline "
-        "(issue #3). Nothing was run.",
-        err=True,
-    )
-    raise typer.Exit(1)
+def demo(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the app's own log lines too")
+    ] = False,
+) -> None:
+    """The whole release story offline: SQLite and built-in GitHub and Slack emulators."""
+    from bot.demo import main as run_demo
+
+    raise typer.Exit(run_demo(verbose=verbose))
 
 
 @cli.command()

@@ -33,9 +33,3 @@ def test_manifest_of_an_unknown_kind_is_refused() -> None:
     result = runner.invoke(cli, ["manifest", "gitlab"])
     assert result.exit_code == 2
     assert "slack" in result.output and "github" in result.output
-
-
-def test_demo_says_not_yet_and_fails_until_the_story_exists() -> None:
-    result = runner.invoke(cli, ["demo"])
-    assert result.exit_code == 1
-    assert "not yet" in result.output
