@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.api import api_router
 from bot.dispatcher import OutboxDispatcher
 from bot.github.context import Context
 from bot.github.events import GitHubEvents
@@ -30,7 +31,18 @@ from storage import db, inbox, outbox
 
 log = structlog.get_logger(__name__)
 
-ROUTES = frozenset({"/github/webhook", "/slack/events", "/healthz", "/readyz", "/metrics"})
+ROUTES = frozenset(
+    {
+        "/github/webhook",
+        "/slack/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/deploy/status",
+        "/api/v1/deployments",
+        "/api/v1/rollback",
+    }
+)
 
 
 @dataclass
@@ -124,6 +136,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
         )
     )
     app.include_router(slack_router(slack=slack, signing_secret=settings.slack_signing_secret))
+    app.include_router(
+        api_router(settings=settings, engine=engine, sessions=sessions, on_change=dispatcher.wake)
+    )
     _add_probes(app, services)
     return app
 

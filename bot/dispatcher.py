@@ -15,7 +15,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.pipeline import effects
+from bot.pipeline.config import PipelineError, parse_pipeline
 from bot.pipeline.effects import (
+    ApprovalDecided,
     ApprovalRequest,
     CreateDeployment,
     PullRequestComment,
@@ -23,6 +25,7 @@ from bot.pipeline.effects import (
     RefreshBoard,
     ThreadReply,
 )
+from bot.pipeline.models import Rollout
 from bot.slack import blocks
 from bot.slack.board import board_for
 from bot.worker import Permanent, QueueWorker
@@ -140,7 +143,9 @@ class OutboxDispatcher(QueueWorker):
     # --- Slack -----------------------------------------------------------------------
 
     async def _slack(
-        self, item: OutboxEffect, effect: ThreadReply | RefreshBoard | ApprovalRequest
+        self,
+        item: OutboxEffect,
+        effect: ThreadReply | RefreshBoard | ApprovalRequest | ApprovalDecided,
     ) -> str:
         async with self.sessions() as session:
             release = await releases.get_release(session, release_id=effect.release_id)
@@ -166,8 +171,10 @@ class OutboxDispatcher(QueueWorker):
             async with self.sessions.begin() as session:
                 await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": thread_ts})
             return "thread opened"
+        if isinstance(effect, ApprovalDecided):
+            return await self._close_request(item, release, rollouts, effect)
         message = (
-            self._approval_message(release, rollouts, effect)
+            blocks.approval_request(_request(release, rollouts, effect.rollout_id))
             if isinstance(effect, ApprovalRequest)
             else blocks.Message(text=blocks.escape(effect.text))
         )
@@ -192,23 +199,63 @@ class OutboxDispatcher(QueueWorker):
             )
         return ts
 
-    @staticmethod
-    def _approval_message(
-        release: ReleaseRow, rollouts: list[Any], effect: ApprovalRequest
-    ) -> blocks.Message:
-        rollout = next((r for r in rollouts if r.id == effect.rollout_id), None)
-        commit = rollout.commit_sha if rollout is not None else release.commit_sha
-        value = f"rollout:{effect.rollout_id}"
-        return blocks.approval_request(
-            blocks.ApprovalRequest(
-                repository=release.repository,
-                environment=effect.environment,
-                commit_sha=commit,
-                requested_by=effect.requested_by,
-                required=effect.approvals_needed,
-                approve=blocks.Button("approve", value),
-                reject=blocks.Button("reject", value),
-                pr_number=release.pr_number,
-                pr_url=release.pr_url,
+    async def _close_request(
+        self,
+        item: OutboxEffect,
+        release: ReleaseRow,
+        rollouts: list[Rollout],
+        effect: ApprovalDecided,
+    ) -> str:
+        async with self.sessions() as session:
+            posted = await outbox.sent_result(
+                session, idempotency_key=f"approval-request:{effect.rollout_id}"
             )
-        )
+        ts = (posted or {}).get("ts")
+        if ts:
+            request = _request(release, rollouts, effect.rollout_id)
+            rollout = next(r for r in rollouts if r.id == effect.rollout_id)
+            rejection = rollout.rejection()
+            by = (
+                [rejection.person.label]
+                if rejection
+                else [d.person.label for d in rollout.approvals()]
+            )
+            message = blocks.decided(
+                request,
+                effect.outcome,  # type: ignore[arg-type]
+                by=by,
+                reason=rejection.reason if rejection else rollout.note,
+            )
+            await self.slack.chat_update(
+                channel=release.thread_channel, ts=ts, **message.as_kwargs()
+            )
+        async with self.sessions.begin() as session:
+            await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": ts})
+        return "approval request closed" if ts else "no approval request to close"
+
+
+def _request(
+    release: ReleaseRow, rollouts: list[Rollout], rollout_id: int
+) -> blocks.ApprovalRequest:
+    """The approval request of a rollout, as the thread shows it."""
+    rollout = next((r for r in rollouts if r.id == rollout_id), None)
+    environment = rollout.environment if rollout is not None else ""
+    try:
+        env = parse_pipeline(release.pipeline).environment(environment)
+    except PipelineError:
+        env = None
+    value = f"rollout:{rollout_id}"
+    return blocks.ApprovalRequest(
+        repository=release.repository,
+        environment=environment,
+        commit_sha=rollout.commit_sha if rollout is not None else release.commit_sha,
+        requested_by=rollout.requested_by.label if rollout is not None else "someone",
+        required=env.approvals if env is not None else 1,
+        approve=blocks.Button("approve", value),
+        reject=blocks.Button("reject", value),
+        approved_by=tuple(d.person.label for d in rollout.approvals()) if rollout else (),
+        approvers=tuple(str(a) for a in env.approvers) if env is not None else (),
+        pr_number=release.pr_number,
+        pr_url=release.pr_url,
+        requested_at=rollout.created_at if rollout is not None else None,
+    )

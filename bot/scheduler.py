@@ -88,13 +88,16 @@ class Scheduler:
                     lease=self.lease,
                     limit=self.batch,
                 )
-            await asyncio.gather(*(self._probe(row) for row in due))
+            # Due times count from the tick, not from when each probe returned, so an
+            # `interval` equal to the tick is kept instead of slipping to every other tick.
+            started = self.clock()
+            await asyncio.gather(*(self._probe(row, started) for row in due))
         except Exception:
             log.exception("scheduler tick failed")
             return 0
         return len(due)
 
-    async def _probe(self, row: RolloutRow) -> None:
+    async def _probe(self, row: RolloutRow, started: datetime) -> None:
         assert row.id is not None
         async with self.sessions() as session:
             release = await releases.get_release(session, release_id=row.release_id)
@@ -111,13 +114,12 @@ class Scheduler:
                 str(health.url) if health.url else None, health.prometheus
             )
             result_healthy, detail = result.healthy, result.detail
-        now = self.clock()
         async with self.sessions.begin() as session:
             outcome = await conductor.probed(
                 session,
                 rollout_id=row.id,
-                evidence=Evidence(result_healthy, detail, now),
-                now=now,
+                evidence=Evidence(result_healthy, detail, started),
+                now=started,
             )
             await leases.release(session, table=RolloutRow, row_id=row.id, owner=self.owner)
         log.info(

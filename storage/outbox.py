@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import db
@@ -38,3 +39,14 @@ async def enqueue(
     )
     result = await session.execute(statement)
     return result.scalar_one_or_none() is not None
+
+
+async def sent_result(session: AsyncSession, *, idempotency_key: str) -> dict[str, Any] | None:
+    """What sending an effect produced (a message's ts, a deployment's id), once it was sent."""
+    result = await session.execute(
+        sa.select(OutboxEffect.result).where(
+            OutboxEffect.idempotency_key == idempotency_key,
+            OutboxEffect.status == OutboxStatus.SENT.value,
+        )
+    )
+    return result.scalar_one_or_none()

@@ -55,6 +55,19 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class ApprovalDecided:
+    """Replace an approval request's buttons with its outcome (approved, rejected, cancelled)."""
+
+    release_id: int
+    rollout_id: int
+    outcome: str
+
+    @property
+    def key(self) -> str:
+        return f"approval-decided:{self.rollout_id}"
+
+
+@dataclass(frozen=True)
 class RefreshBoard:
     """Bring the thread's parent message (the status board) up to date. The board is drawn
     from the state when the effect is sent, so refreshes waiting together can be merged."""
@@ -95,7 +108,13 @@ class Reaction:
 
 
 Effect = (
-    CreateDeployment | ThreadReply | ApprovalRequest | RefreshBoard | PullRequestComment | Reaction
+    CreateDeployment
+    | ThreadReply
+    | ApprovalRequest
+    | ApprovalDecided
+    | RefreshBoard
+    | PullRequestComment
+    | Reaction
 )
 
 
@@ -105,6 +124,7 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         CreateDeployment,
         ThreadReply,
         ApprovalRequest,
+        ApprovalDecided,
         RefreshBoard,
         PullRequestComment,
         Reaction,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from bot.pipeline.config import Pipeline
 from bot.pipeline.effects import (
+    ApprovalDecided,
     ApprovalRequest,
     CreateDeployment,
     Effect,
@@ -210,7 +211,9 @@ def decide(
             f"request's head is now {release.short_sha}. Ask again with "
             f"`/deploy {rollout.environment}`."
         )
-        outcome = _changed(release, cancelled, text)
+        outcome = _changed(
+            release, cancelled, text, ApprovalDecided(release.id, rollout.id, "cancelled")
+        )
         return replace(outcome, refusal="the approval request was for an older commit")
     if person.same_as(rollout.requested_by):
         return _refuse(
@@ -227,7 +230,9 @@ def decide(
         rejected = replace(decided, status=Status.REJECTED, note=reason)
         why = f": {reason}" if reason else "."
         text = f"{person.label} rejected the deploy to `{rollout.environment}`{why}"
-        return _changed(release, rejected, text)
+        return _changed(
+            release, rejected, text, ApprovalDecided(release.id, rollout.id, "rejected")
+        )
     needed = env.approvals if env is not None else 1
     have = len(decided.approvals())
     if have < needed:
@@ -241,7 +246,13 @@ def decide(
     approved = replace(decided, status=Status.PENDING)
     names = ", ".join(d.person.label for d in approved.approvals())
     text = f"Approved by {names}: deploying {rollout.commit_sha[:7]} to `{rollout.environment}`."
-    return _changed(release, approved, text, _deployment(release, approved))
+    return _changed(
+        release,
+        approved,
+        text,
+        _deployment(release, approved),
+        ApprovalDecided(release.id, rollout.id, "approved"),
+    )
 
 
 def _already_decided(rollout: Rollout) -> str:

@@ -81,6 +81,13 @@ async def test_pull_request_to_production_with_approval(story: Story, health) ->
 
     # The requester cannot approve; someone not listed cannot either; bob can.
     request = story.button_value("approve")
+    (request_ts,) = [
+        m["ts"]
+        for m in story.slack.messages
+        if any(
+            e.get("value") == request for b in m.get("blocks") or [] for e in b.get("elements", [])
+        )
+    ]
     await story.click("approve", request, "U0ALICE")
     await story.click("approve", request, "U0MALLORY")
     await story.eventually(lambda: len(story.slack.ephemerals) == 2)
@@ -92,6 +99,15 @@ async def test_pull_request_to_production_with_approval(story: Story, health) ->
     await story.eventually(lambda: len(story.deployments("production")) == 1)
     (production,) = story.deployments("production")
     assert production["sha"] == HEAD
+
+    def request_message() -> dict:
+        return next(m for m in story.slack.messages if m["ts"] == request_ts)
+
+    await story.eventually(lambda: "Approved" in json.dumps(request_message()["blocks"]))
+    actions = [
+        e.get("action_id") for b in request_message()["blocks"] for e in b.get("elements", [])
+    ]
+    assert "approve" not in actions, "a decided request keeps no buttons"
     await story.click("approve", request, "U0BOB")  # a second click changes nothing
     await story.eventually(lambda: len(story.slack.ephemerals) == 3)
     assert "Already decided: approved by bob" in story.slack.ephemerals[-1]["text"]
