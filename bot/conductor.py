@@ -8,6 +8,7 @@ same whichever way a request arrives. Nothing here talks to GitHub or Slack: eff
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,18 @@ from bot.pipeline.machine import Outcome
 from bot.pipeline.models import Evidence, Person, Rollout, Status
 from storage import releases
 from storage.models import Release as ReleaseRow
+from storage.models import Rollout as RolloutRow
+
+NO_ID = 0  # stands for "a new rollout's id" until one is really needed
+
+
+async def _with_new_id(session: AsyncSession, decide: Callable[[int], Outcome]) -> Outcome:
+    """Run a decision that may create a rollout, reserving an id only if it does: the core is
+    pure, so deciding again with the real id gives the same outcome."""
+    outcome = decide(NO_ID)
+    if any(rollout.id == NO_ID for rollout in outcome.rollouts):
+        outcome = decide(await releases.reserve_rollout_id(session))
+    return outcome
 
 
 def pipeline_of(release: ReleaseRow) -> Pipeline:
@@ -41,20 +54,25 @@ async def deploy(
     value = releases.release_value(release)
     env = pipeline.environment(environment)
     name = env.name if env is not None else environment
-    outcome = machine.request_deploy(
-        pipeline=pipeline,
-        release=value,
-        environment=environment,
-        requester=requester,
-        target=await releases.environment_history(
-            session, repository=release.repository, environment=name
+    target = await releases.environment_history(
+        session, repository=release.repository, environment=name
+    )
+    succeeded = await releases.succeeded_environments(
+        session, repository=release.repository, commit_sha=release.commit_sha
+    )
+    outcome = await _with_new_id(
+        session,
+        lambda new_id: machine.request_deploy(
+            pipeline=pipeline,
+            release=value,
+            environment=environment,
+            requester=requester,
+            target=target,
+            succeeded_here=succeeded,
+            rollout_id=new_id,
+            now=now,
+            force=force,
         ),
-        succeeded_here=await releases.succeeded_environments(
-            session, repository=release.repository, commit_sha=release.commit_sha
-        ),
-        rollout_id=await releases.reserve_rollout_id(session),
-        now=now,
-        force=force,
     )
     return await _save(session, release, outcome)
 
@@ -114,25 +132,24 @@ async def report(
     found = await releases.rollout_for_deployment(session, deployment_id=deployment_id)
     if found is None:
         return None
-    row, rollout = found
-    release = await releases.get_release(session, release_id=row.release_id)
-    assert release is not None
+    release, rollout, last_good = await _surroundings(session, *found)
     replaced = None
     if rollout.replaces is not None:
         replaced_found = await releases.get_rollout(session, rollout_id=rollout.replaces)
         replaced = replaced_found[1] if replaced_found else None
-    outcome = machine.deployment_reported(
-        pipeline=pipeline_of(release),
-        release=releases.release_value(release),
-        rollout=rollout,
-        state=state,
-        now=now,
-        last_good_sha=await releases.last_good_sha(
-            session, repository=rollout.repository, environment=rollout.environment
+    outcome = await _with_new_id(
+        session,
+        lambda new_id: machine.deployment_reported(
+            pipeline=pipeline_of(release),
+            release=releases.release_value(release),
+            rollout=rollout,
+            state=state,
+            now=now,
+            last_good_sha=last_good,
+            rollback_id=new_id,
+            replaced=replaced,
+            description=description,
         ),
-        rollback_id=await releases.reserve_rollout_id(session),
-        replaced=replaced,
-        description=description,
     )
     return await _save(session, release, outcome)
 
@@ -144,21 +161,32 @@ async def probed(
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome()
-    row, rollout = found
-    release = await releases.get_release(session, release_id=row.release_id)
-    assert release is not None
-    outcome = machine.probed(
-        pipeline=pipeline_of(release),
-        release=releases.release_value(release),
-        rollout=rollout,
-        evidence=evidence,
-        now=now,
-        last_good_sha=await releases.last_good_sha(
-            session, repository=rollout.repository, environment=rollout.environment
+    release, rollout, last_good = await _surroundings(session, *found)
+    outcome = await _with_new_id(
+        session,
+        lambda new_id: machine.probed(
+            pipeline=pipeline_of(release),
+            release=releases.release_value(release),
+            rollout=rollout,
+            evidence=evidence,
+            now=now,
+            last_good_sha=last_good,
+            rollback_id=new_id,
         ),
-        rollback_id=await releases.reserve_rollout_id(session),
     )
     return await _save(session, release, outcome)
+
+
+async def _surroundings(
+    session: AsyncSession, row: RolloutRow, rollout: Rollout
+) -> tuple[ReleaseRow, Rollout, str | None]:
+    """A rollout's release and the last commit that succeeded in its environment."""
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    last_good = await releases.last_good_sha(
+        session, repository=rollout.repository, environment=rollout.environment
+    )
+    return release, rollout, last_good
 
 
 async def _save(session: AsyncSession, release: ReleaseRow, outcome: Outcome) -> Outcome:
@@ -210,18 +238,22 @@ async def rollback(
     row, current = found
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
-    outcome = machine.request_rollback(
-        pipeline=pipeline_of(release),
-        release=releases.release_value(release),
-        current=current,
-        target_sha=await releases.previous_good_sha(
-            session,
-            repository=repository,
-            environment=current.environment,
-            other_than=current.commit_sha,
+    target_sha = await releases.previous_good_sha(
+        session,
+        repository=repository,
+        environment=current.environment,
+        other_than=current.commit_sha,
+    )
+    outcome = await _with_new_id(
+        session,
+        lambda new_id: machine.request_rollback(
+            pipeline=pipeline_of(release),
+            release=releases.release_value(release),
+            current=current,
+            target_sha=target_sha,
+            requester=requester,
+            rollout_id=new_id,
+            now=now,
         ),
-        requester=requester,
-        rollout_id=await releases.reserve_rollout_id(session),
-        now=now,
     )
     return await _save(session, release, outcome), release

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from bot.pipeline.models import Status
+
 # Named constraints, so later migrations can drop or alter them (SQLite batch mode needs names).
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -134,25 +136,9 @@ class Release(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-class RolloutStatus(StrEnum):
-    """Environment statuses of CONTRACT §7."""
-
-    PENDING = "pending"
-    AWAITING_APPROVAL = "awaiting_approval"
-    QUEUED = "queued"
-    IN_PROGRESS = "in_progress"
-    VERIFYING = "verifying"
-    SUCCESS = "success"
-    FAILURE = "failure"
-    ROLLED_BACK = "rolled_back"
-    REJECTED = "rejected"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
 # Statuses that hold an environment; the partial unique index below keeps it to one rollout.
-ACTIVE_STATUSES = ("pending", "awaiting_approval", "in_progress", "verifying")
-_ACTIVE_SQL = "status IN ('pending', 'awaiting_approval', 'in_progress', 'verifying')"
+ACTIVE_STATUSES = tuple(status.value for status in Status if status.active)
+_ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{value}'" for value in ACTIVE_STATUSES))
 
 
 class Rollout(SQLModel, table=True):
@@ -177,7 +163,7 @@ class Rollout(SQLModel, table=True):
     environment: str
     commit_sha: str
     kind: str = "deploy"
-    status: str = RolloutStatus.PENDING.value
+    status: str = Status.PENDING.value
     github_deployment_id: int | None = _github_id(default=None, nullable=True, index=True)
     requested_by_github: str | None = None
     requested_by_slack: str | None = None

@@ -424,18 +424,7 @@ def fail(
             f"No automatic rollback: `{rollout.environment}` has no earlier successful "
             f"commit to go back to.",
         )
-    rollback = Rollout(
-        id=rollback_id,
-        repository=rollout.repository,
-        environment=rollout.environment,
-        commit_sha=last_good_sha,
-        status=Status.PENDING,
-        requested_by=BOT,
-        created_at=now,
-        kind=Kind.ROLLBACK,
-        replaces=rollout.id,
-        note=reason,
-    )
+    rollback = _rollback_of(rollout, last_good_sha, BOT, rollback_id, now, reason)
     announce = ThreadReply(
         release.id,
         f"{rollback.id}:rollback",
@@ -444,6 +433,29 @@ def fail(
     return Outcome(
         rollouts=(*outcome.rollouts, rollback),
         effects=(*outcome.effects, announce, _deployment(release, rollback)),
+    )
+
+
+def _rollback_of(
+    rollout: Rollout,
+    target_sha: str,
+    requester: Person,
+    rollout_id: int,
+    now: datetime,
+    reason: str,
+) -> Rollout:
+    """A new rollout that redeploys `target_sha` where `rollout` ran, replacing it."""
+    return Rollout(
+        id=rollout_id,
+        repository=rollout.repository,
+        environment=rollout.environment,
+        commit_sha=target_sha,
+        status=Status.PENDING,
+        requested_by=requester,
+        created_at=now,
+        kind=Kind.ROLLBACK,
+        replaces=rollout.id,
+        note=reason,
     )
 
 
@@ -492,18 +504,7 @@ def request_rollback(
         effects = _changed(
             release, replaced, f"{_what(current).capitalize()} stopped: {reason}."
         ).effects
-    rollback = Rollout(
-        id=rollout_id,
-        repository=current.repository,
-        environment=name,
-        commit_sha=target_sha,
-        status=Status.PENDING,
-        requested_by=requester,
-        created_at=now,
-        kind=Kind.ROLLBACK,
-        replaces=current.id,
-        note=reason,
-    )
+    rollback = _rollback_of(current, target_sha, requester, rollout_id, now, reason)
     announce = ThreadReply(
         release.id,
         f"{rollback.id}:rollback",
