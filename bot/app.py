@@ -87,6 +87,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
     scheduler = Scheduler(
         sessions=sessions,
         probe=probe,
+        github=github,
         owner=owner,
         tick_seconds=settings.deploybot_tick_seconds,
         on_change=dispatcher.wake,

@@ -127,12 +127,15 @@ async def report(
     state: str,
     now: datetime,
     description: str | None = None,
+    github_good_sha: str | None = None,
 ) -> Outcome | None:
-    """A deployment status from the deploy system; None for a deployment we did not create."""
+    """A deployment status from the deploy system; None for a deployment we did not create.
+    `github_good_sha` is the rollback target GitHub knows of, used when our records have none.
+    """
     found = await releases.rollout_for_deployment(session, deployment_id=deployment_id)
     if found is None:
         return None
-    release, rollout, last_good = await _surroundings(session, *found)
+    release, rollout, last_good = await _surroundings(session, *found, github_good_sha)
     replaced = None
     if rollout.replaces is not None:
         replaced_found = await releases.get_rollout(session, rollout_id=rollout.replaces)
@@ -155,13 +158,18 @@ async def report(
 
 
 async def probed(
-    session: AsyncSession, *, rollout_id: int, evidence: Evidence, now: datetime
+    session: AsyncSession,
+    *,
+    rollout_id: int,
+    evidence: Evidence,
+    now: datetime,
+    github_good_sha: str | None = None,
 ) -> Outcome:
-    """A health probe's result for a verifying rollout."""
+    """A health probe's result for a verifying rollout (`github_good_sha` as in `report`)."""
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome()
-    release, rollout, last_good = await _surroundings(session, *found)
+    release, rollout, last_good = await _surroundings(session, *found, github_good_sha)
     outcome = await _with_new_id(
         session,
         lambda new_id: machine.probed(
@@ -178,15 +186,16 @@ async def probed(
 
 
 async def _surroundings(
-    session: AsyncSession, row: RolloutRow, rollout: Rollout
+    session: AsyncSession, row: RolloutRow, rollout: Rollout, github_good_sha: str | None
 ) -> tuple[ReleaseRow, Rollout, str | None]:
-    """A rollout's release and the last commit that succeeded in its environment."""
+    """A rollout's release and the last commit that succeeded in its environment: our own
+    records first, else what GitHub's deployment statuses say."""
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
     last_good = await releases.last_good_sha(
         session, repository=rollout.repository, environment=rollout.environment
     )
-    return release, rollout, last_good
+    return release, rollout, last_good or github_good_sha
 
 
 async def _save(session: AsyncSession, release: ReleaseRow, outcome: Outcome) -> Outcome:

@@ -17,10 +17,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
+from bot.github.context import github_last_good
 from bot.pipeline.config import PipelineError
 from bot.pipeline.models import Evidence
+from integrations.github_app import GitHubApp, GitHubError
 from integrations.health import HealthProbe
-from storage import leases, releases
+from storage import installations, leases, releases
 from storage.models import Rollout as RolloutRow
 from storage.models import utcnow
 
@@ -35,6 +37,7 @@ class Scheduler:
         *,
         sessions: async_sessionmaker[AsyncSession],
         probe: HealthProbe,
+        github: GitHubApp,
         owner: str,
         tick_seconds: float,
         on_change: Callable[[], None] | None = None,
@@ -44,6 +47,7 @@ class Scheduler:
     ) -> None:
         self.sessions = sessions
         self.probe = probe
+        self.github = github
         self.owner = owner
         self.tick_seconds = tick_seconds
         self.on_change = on_change
@@ -114,12 +118,16 @@ class Scheduler:
                 str(health.url) if health.url else None, health.prometheus
             )
             result_healthy, detail = result.healthy, result.detail
+        github_good_sha = None
+        if health is not None and not result_healthy and row.failure_streak + 1 >= health.failures:
+            github_good_sha = await self._github_good_sha(row)
         async with self.sessions.begin() as session:
             outcome = await conductor.probed(
                 session,
                 rollout_id=row.id,
                 evidence=Evidence(result_healthy, detail, started),
                 now=started,
+                github_good_sha=github_good_sha,
             )
             await leases.release(session, table=RolloutRow, row_id=row.id, owner=self.owner)
         log.info(
@@ -131,3 +139,26 @@ class Scheduler:
         )
         if outcome.effects and self.on_change is not None:
             self.on_change()
+
+    async def _github_good_sha(self, row: RolloutRow) -> str | None:
+        """This probe fails the rollout: if our records know no commit to roll back to, ask
+        GitHub's deployment statuses (before the transaction; failing to ask is no answer)."""
+        async with self.sessions() as session:
+            known = await releases.last_good_sha(
+                session, repository=row.repository, environment=row.environment
+            )
+            installation_id = await installations.installation_for(
+                session, full_name=row.repository
+            )
+        if known is not None or installation_id is None:
+            return None
+        try:
+            return await github_last_good(
+                self.github.installation(installation_id),
+                repository=row.repository,
+                environment=row.environment,
+                other_than=row.commit_sha,
+            )
+        except GitHubError as exc:
+            log.warning("could not ask GitHub for a rollback target", error=str(exc))
+            return None

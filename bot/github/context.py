@@ -75,3 +75,23 @@ async def approver_facts(
     if needs_admin_check(env):
         is_admin = await client.get_permission(owner=owner, repo=name, username=login) == "admin"
     return teams, is_admin
+
+
+async def github_last_good(
+    client: InstallationClient, *, repository: str, environment: str, other_than: str
+) -> str | None:
+    """The newest commit GitHub records as successfully deployed to `environment` (other than
+    `other_than`): the rollback target when deploybot's own records have none, e.g. for
+    deploys made before it was installed."""
+    owner, name = repository.split("/", 1)
+    for deployment in await client.list_deployments(
+        owner=owner, repo=name, environment=environment
+    ):
+        if deployment.sha == other_than:
+            continue
+        statuses = await client.list_deployment_statuses(
+            owner=owner, repo=name, deployment_id=deployment.id
+        )
+        if statuses and statuses[0].state == "success":
+            return deployment.sha
+    return None

@@ -111,6 +111,8 @@ class IssueCommentEvent(Lenient):
 
 class DeploymentRef(Lenient):
     id: int
+    sha: str = ""
+    environment: str = ""
 
 
 class DeploymentStatusRef(Lenient):
@@ -121,6 +123,8 @@ class DeploymentStatusRef(Lenient):
 class DeploymentStatusEvent(Lenient):
     deployment: DeploymentRef
     deployment_status: DeploymentStatusRef
+    repository: RepositoryRef
+    installation: InstallationRef | None = None
 
 
 class InstallationEvent(Lenient):

@@ -6,6 +6,7 @@ import pytest
 
 from tests.story import (
     CHANNEL,
+    INSTALLATION_ID,
     NAME,
     OWNER,
     HealthEndpoint,
@@ -127,3 +128,26 @@ async def test_the_promote_button_deploys_the_next_environment(story: Story) -> 
     await story.click("promote", story.button_value("promote"), "U0ALICE")
     await story.eventually(lambda: "waiting for 1 approval" in story.thread())
     assert story.deployments("production") == []  # production still needs its approval
+
+
+async def test_without_records_the_rollback_target_comes_from_github(
+    story: Story, app, health
+) -> None:
+    # A deploy made before deploybot was installed: GitHub knows it succeeded, we don't.
+    client = app.state.services.github.installation(INSTALLATION_ID)
+    earlier = await client.create_deployment(
+        owner=OWNER, repo=NAME, ref="7" * 40, environment="stage", payload={}
+    )
+    await client.create_deployment_status(
+        owner=OWNER, repo=NAME, deployment_id=earlier.id, state="success"
+    )
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment", comment("/deploy stage", number=5, login="alice", comment_id=1)
+    )
+    (stage,) = [d for d in story.deployments("stage") if d["sha"] == SHA]
+    health.failing = True
+    await story.deliver("deployment_status", deployment_status(stage["id"], "success"))
+    await story.tick_until(lambda: len(story.deployments("stage")) == 3)
+    rollback = story.deployments("stage")[0]
+    assert (rollback["sha"], rollback["payload"]["kind"]) == ("7" * 40, "rollback")
