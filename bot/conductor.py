@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from storage import releases
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
 
+RECHECK = timedelta(minutes=1)
 NO_ID = 0  # stands for "a new rollout's id" until one is really needed
 
 
@@ -128,11 +129,15 @@ async def report(
     now: datetime,
     description: str | None = None,
     github_good_sha: str | None = None,
+    named_rollout: int | None = None,
+    commit_sha: str | None = None,
 ) -> Outcome | None:
     """A deployment status from the deploy system; None for a deployment we did not create.
     `github_good_sha` is the rollback target GitHub knows of, used when our records have none.
     """
     found = await releases.rollout_for_deployment(session, deployment_id=deployment_id)
+    if found is None and named_rollout is not None:
+        found = await _adopt(session, deployment_id, named_rollout, commit_sha)
     if found is None:
         return None
     release, rollout, last_good = await _surroundings(session, *found, github_good_sha)
@@ -154,7 +159,7 @@ async def report(
             description=description,
         ),
     )
-    return await _save(session, release, outcome)
+    return await _save(session, release, outcome, request=False)
 
 
 async def probed(
@@ -170,10 +175,16 @@ async def probed(
     if found is None:
         return Outcome()
     release, rollout, last_good = await _surroundings(session, *found, github_good_sha)
+    try:
+        pipeline = pipeline_of(release)
+    except PipelineError:
+        # Broken pipeline file: keep verifying, but only look again in a minute.
+        await releases.postpone_check(session, rollout_id=rollout_id, until=now + RECHECK)
+        return Outcome()
     outcome = await _with_new_id(
         session,
         lambda new_id: machine.probed(
-            pipeline=pipeline_of(release),
+            pipeline=pipeline,
             release=releases.release_value(release),
             rollout=rollout,
             evidence=evidence,
@@ -182,7 +193,23 @@ async def probed(
             rollback_id=new_id,
         ),
     )
-    return await _save(session, release, outcome)
+    return await _save(session, release, outcome, request=False)
+
+
+async def _adopt(
+    session: AsyncSession, deployment_id: int, rollout_id: int, commit_sha: str | None
+) -> tuple[RolloutRow, Rollout] | None:
+    """A status that arrived before the dispatcher recorded the deployment's id: the payload
+    names our rollout, so record the id now (if the rollout still has none and the commit
+    matches) rather than lose the status."""
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return None
+    row, _ = found
+    if row.github_deployment_id is not None or (commit_sha and commit_sha != row.commit_sha):
+        return None
+    await releases.record_deployment(session, rollout_id=rollout_id, deployment_id=deployment_id)
+    return await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
 
 
 async def _surroundings(
@@ -192,14 +219,24 @@ async def _surroundings(
     records first, else what GitHub's deployment statuses say."""
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
-    last_good = await releases.last_good_sha(
-        session, repository=rollout.repository, environment=rollout.environment
+    last_good = await releases.previous_good_sha(
+        session,
+        repository=rollout.repository,
+        environment=rollout.environment,
+        other_than=rollout.commit_sha,
     )
     return release, rollout, last_good or github_good_sha
 
 
-async def _save(session: AsyncSession, release: ReleaseRow, outcome: Outcome) -> Outcome:
+async def _save(
+    session: AsyncSession, release: ReleaseRow, outcome: Outcome, *, request: bool = True
+) -> Outcome:
+    """Save an outcome. For a person's request (`request`), losing the race for the
+    environment to another request is a refusal; anywhere else it is an error to retry."""
     assert release.id is not None
+    if not request:
+        await releases.save_outcome(session, release_id=release.id, outcome=outcome)
+        return outcome
     try:
         async with session.begin_nested():
             await releases.save_outcome(session, release_id=release.id, outcome=outcome)
@@ -236,6 +273,7 @@ async def rollback(
     environment: str,
     requester: Person,
     now: datetime,
+    from_release: int | None = None,
 ) -> tuple[Outcome, ReleaseRow | None]:
     """Roll an environment back to the previous good commit, on someone's request. The
     rollback belongs to the release that is being undone (its thread tells the story)."""
@@ -245,6 +283,12 @@ async def rollback(
     if found is None:
         return Outcome(refusal=f"Nothing has been deployed to `{environment}` yet."), None
     row, current = found
+    if from_release is not None and row.release_id != from_release:
+        # A button on an older thread: what runs there now is another release's.
+        return Outcome(
+            refusal=f"`{current.environment}` now runs {current.commit_sha[:7]} from another "
+            f"pull request; roll back from that thread or with `/rollback`."
+        ), None
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
     target_sha = await releases.previous_good_sha(
@@ -266,3 +310,18 @@ async def rollback(
         ),
     )
     return await _save(session, release, outcome), release
+
+
+async def abandon(session: AsyncSession, *, rollout_id: int, reason: str) -> Outcome:
+    """A rollout whose GitHub deployment was refused for good: fail it, freeing the
+    environment, and say why in its thread."""
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return Outcome()
+    row, rollout = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    outcome = machine.abandon(
+        release=releases.release_value(release), rollout=rollout, reason=reason
+    )
+    return await _save(session, release, outcome, request=False)

@@ -14,6 +14,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import conductor
 from bot.pipeline import effects
 from bot.pipeline.config import PipelineError, parse_pipeline
 from bot.pipeline.effects import (
@@ -64,6 +65,17 @@ class OutboxDispatcher(QueueWorker):
         if self.metrics is not None:
             self.metrics.dispatch_failures.labels(item.kind).inc()
         super().count_failure(item, dead=dead)
+
+    async def on_dead(self, item: OutboxEffect, error: str) -> None:
+        if item.kind != CreateDeployment.__name__:
+            return
+        effect = effects.effect_from(item.kind, item.payload)
+        assert isinstance(effect, CreateDeployment)
+        async with self.sessions.begin() as session:
+            await conductor.abandon(
+                session, rollout_id=effect.rollout_id, reason=f"GitHub refused it ({error})"
+            )
+        self.wake()
 
     async def complete(self, item: OutboxEffect) -> str:
         effect = effects.effect_from(item.kind, item.payload)
@@ -194,10 +206,12 @@ class OutboxDispatcher(QueueWorker):
         ts = str(answer["ts"])
         async with self.sessions.begin() as session:
             assert release.id is not None
-            await releases.set_thread(
+            winner = await releases.set_thread(
                 session, release_id=release.id, channel=str(answer["channel"]), ts=ts
             )
-        return ts
+        if winner != ts:  # another dispatcher opened the thread meanwhile: keep one board
+            await self.slack.chat_delete(channel=release.thread_channel, ts=ts)
+        return winner
 
     async def _close_request(
         self,
@@ -211,6 +225,8 @@ class OutboxDispatcher(QueueWorker):
                 session, idempotency_key=f"approval-request:{effect.rollout_id}"
             )
         ts = (posted or {}).get("ts")
+        if posted is None:
+            raise RuntimeError("the approval request is not posted yet; closing it later")
         if ts:
             request = _request(release, rollouts, effect.rollout_id)
             rollout = next(r for r in rollouts if r.id == effect.rollout_id)

@@ -20,6 +20,7 @@ from bot import conductor
 from bot.github.context import github_last_good
 from bot.pipeline.config import PipelineError
 from bot.pipeline.models import Evidence
+from bot.worker import LeaseLost
 from integrations.github_app import GitHubApp, GitHubError
 from integrations.health import HealthProbe
 from storage import installations, leases, releases
@@ -129,7 +130,8 @@ class Scheduler:
                 now=started,
                 github_good_sha=github_good_sha,
             )
-            await leases.release(session, table=RolloutRow, row_id=row.id, owner=self.owner)
+            if not await leases.release(session, table=RolloutRow, row_id=row.id, owner=self.owner):
+                raise LeaseLost  # another replica took it over: undo this probe's outcome
         log.info(
             "probed",
             rollout=row.id,

@@ -97,6 +97,9 @@ class QueueWorker(ABC):
         if self.metrics is not None and dead:
             self.metrics.dead_letters.labels(self.name).inc()
 
+    async def on_dead(self, item: Any, error: str) -> None:  # noqa: B027  (optional hook)
+        """Called once a row is dead-lettered, for whatever must follow from giving up."""
+
     def wake(self) -> None:
         self._wakeup.set()
 
@@ -177,6 +180,7 @@ class QueueWorker(ABC):
         self.count_failure(item, dead=retry_at is None)
         if retry_at is None:
             bound.error("dead-lettered", attempts=attempt, error=error)
+            await self.on_dead(item, error)
         else:
             bound.warning(
                 "failed; will retry", attempts=attempt, error=error, retry_at=retry_at.isoformat()

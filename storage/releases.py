@@ -84,12 +84,18 @@ def release_value(row: ReleaseRow) -> Release:
     )
 
 
-async def set_thread(session: AsyncSession, *, release_id: int, channel: str, ts: str) -> None:
+async def set_thread(session: AsyncSession, *, release_id: int, channel: str, ts: str) -> str:
+    """Record the thread's parent message, unless another sender recorded one first; returns
+    the thread that counts."""
     await session.execute(
         sa.update(ReleaseRow)
-        .where(ReleaseRow.id == release_id)
+        .where(ReleaseRow.id == release_id, ReleaseRow.thread_ts.is_(None))
         .values(thread_channel=channel, thread_ts=ts)
     )
+    result = await session.execute(
+        sa.select(ReleaseRow.thread_ts).where(ReleaseRow.id == release_id)
+    )
+    return str(result.scalar_one())
 
 
 # --- rollouts: rows <-> values -----------------------------------------------------------
@@ -251,7 +257,7 @@ async def last_good_sha(session: AsyncSession, *, repository: str, environment: 
 async def succeeded_environments(
     session: AsyncSession, *, repository: str, commit_sha: str
 ) -> frozenset[str]:
-    """Environments where this commit has succeeded (rolled back ones count: it did run)."""
+    """Environments where this commit has succeeded (and still counts as good there)."""
     result = await session.execute(
         sa.select(RolloutRow.environment).where(
             RolloutRow.repository == repository,
@@ -375,7 +381,9 @@ async def current_in_environment(
             .where(
                 RolloutRow.repository == repository,
                 sa.func.lower(RolloutRow.environment) == environment.lower(),
-                RolloutRow.status.in_([*ACTIVE_STATUSES, Status.SUCCESS.value]),
+                RolloutRow.status.in_(
+                    [*ACTIVE_STATUSES, Status.SUCCESS.value, Status.FAILURE.value]
+                ),
             )
             .order_by(RolloutRow.id.desc())
             .limit(1)
@@ -404,3 +412,10 @@ async def previous_good_sha(
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+async def postpone_check(session: AsyncSession, *, rollout_id: int, until: datetime) -> None:
+    """Look at a verifying rollout again no sooner than `until`."""
+    await session.execute(
+        sa.update(RolloutRow).where(RolloutRow.id == rollout_id).values(next_check_at=until)
+    )

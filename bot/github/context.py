@@ -92,6 +92,8 @@ async def github_last_good(
         statuses = await client.list_deployment_statuses(
             owner=owner, repo=name, deployment_id=deployment.id
         )
-        if statuses and statuses[0].state == "success":
+        # GitHub marks older successful deployments `inactive` after a newer one: any
+        # `success` in the history means the commit ran there.
+        if any(status.state == "success" for status in statuses):
             return deployment.sha
     return None

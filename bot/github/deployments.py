@@ -40,6 +40,8 @@ async def handle(context: Context, payload: dict[str, Any]) -> Apply:
             now=context.clock(),
             description=event.deployment_status.description,
             github_good_sha=github_good_sha,
+            named_rollout=event.deployment.rollout_id,
+            commit_sha=event.deployment.sha,
         )
 
     return apply

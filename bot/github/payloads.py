@@ -6,6 +6,7 @@ a payload missing one of them is `MalformedDelivery`, dead-lettered at once.
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -113,6 +114,19 @@ class DeploymentRef(Lenient):
     id: int
     sha: str = ""
     environment: str = ""
+    payload: dict[str, Any] | str | None = None
+
+    @property
+    def rollout_id(self) -> int | None:
+        """The rollout deploybot named in the payload when it created this deployment."""
+        payload = self.payload
+        if isinstance(payload, str):
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                return None
+        rollout = payload.get("rollout") if isinstance(payload, dict) else None
+        return rollout if isinstance(rollout, int) and not isinstance(rollout, bool) else None
 
 
 class DeploymentStatusRef(Lenient):

@@ -220,6 +220,13 @@ def decide(
             f"You asked for this deploy, so your approval cannot count. "
             f"Another approver of `{rollout.environment}` must decide."
         )
+    others = (rollout.requested_by, *(d.person for d in rollout.approvals()))
+    if not all(person.comparable(other) for other in others):
+        # Without both identities we cannot rule out a self-approval or a double count.
+        return _refuse(
+            "deploybot cannot tell whether you asked for this deploy or approved it already: "
+            "your GitHub login and Slack id must be paired under `users:` in the pipeline file."
+        )
     if not authorised:
         return _refuse(f"You are not an approver of `{rollout.environment}`.")
     if any(d.person.same_as(person) for d in rollout.approvals()):
@@ -365,8 +372,12 @@ def probed(
     (and a rollback when `auto_rollback`). Otherwise the next probe is due in `interval`.
     """
     env = pipeline.environment(rollout.environment)
-    if rollout.status is not Status.VERIFYING or env is None or env.health is None:
+    if rollout.status is not Status.VERIFYING:
         return Outcome()
+    if env is None or env.health is None:
+        # The pipeline file changed under a verifying rollout: nothing left to verify.
+        done = replace(rollout, note="its health checks were removed from the pipeline file")
+        return _succeed(release, done, None)
     health = env.health
     if evidence.healthy:
         since = rollout.healthy_since or evidence.at
@@ -522,3 +533,12 @@ def request_rollback(
             _deployment(release, rollback),
         ),
     )
+
+
+def abandon(*, release: Release, rollout: Rollout, reason: str) -> Outcome:
+    """The deployment could not even be created (GitHub refused it): the rollout failed, and
+    nothing changed in the environment, so there is nothing to roll back."""
+    if not rollout.status.active:
+        return Outcome()
+    failed = replace(rollout, status=Status.FAILURE, next_check_at=None, note=reason)
+    return _changed(release, failed, f"{_what(rollout).capitalize()} could not start: {reason}.")

@@ -55,6 +55,10 @@ class Person:
             return True
         return bool(self.slack and other.slack and self.slack == other.slack)
 
+    def comparable(self, other: Person) -> bool:
+        """Whether `same_as` can tell: both have a GitHub login, or both a Slack id."""
+        return bool((self.github and other.github) or (self.slack and other.slack))
+
     @property
     def label(self) -> str:
         return self.github or self.slack or "someone"

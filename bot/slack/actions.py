@@ -155,6 +155,7 @@ class ButtonActions:
                     environment=environment,
                     requester=person,
                     now=utcnow(),
+                    from_release=int(release_id),
                 )
             else:
                 fresh = await releases.get_release(session, release_id=int(release_id))

@@ -151,3 +151,44 @@ async def test_without_records_the_rollback_target_comes_from_github(
     await story.tick_until(lambda: len(story.deployments("stage")) == 3)
     rollback = story.deployments("stage")[0]
     assert (rollback["sha"], rollback["payload"]["kind"]) == ("7" * 40, "rollback")
+
+
+async def test_a_deployment_github_refuses_for_good_frees_the_environment(story: Story) -> None:
+    story.github.fail(
+        "repos/create-deployment",
+        status=422,
+        times=1,
+        body={"message": "Validation Failed", "errors": []},
+    )
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment",
+        comment("/deploy stage", number=5, login="alice", comment_id=1),
+        allow_dead=True,
+    )
+    await story.eventually(lambda: "could not start" in story.thread(), allow_dead=True)
+    # The environment is free again: the same request can be made once the cause is fixed.
+    await story.deliver(
+        "issue_comment",
+        comment("/deploy stage", number=5, login="alice", comment_id=2),
+        allow_dead=True,
+    )
+    assert len(story.deployments("stage")) == 1
+
+
+async def test_a_status_that_beats_the_recorded_deployment_id_is_adopted(story: Story, app) -> None:
+    await open_pr(story)
+    await story.deliver(
+        "issue_comment", comment("/deploy stage", number=5, login="alice", comment_id=1)
+    )
+    (stage,) = story.deployments("stage")
+    # As if the dispatcher had not yet written the id down when the status arrived.
+    from storage import releases
+
+    async with app.state.services.sessions.begin() as session:
+        row, _ = await releases.get_rollout(session, rollout_id=stage["payload"]["rollout"])
+        row.github_deployment_id = None
+    status = deployment_status(stage["id"], "in_progress")
+    status["deployment"].update(sha=stage["sha"], payload=stage["payload"])
+    await story.deliver("deployment_status", status)
+    assert "Deploying `stage`" in story.thread()

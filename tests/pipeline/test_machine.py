@@ -182,7 +182,7 @@ def test_requesters_and_outsiders_cannot_approve(who, authorised, says) -> None:
 
 def test_a_person_counts_once_even_under_another_identity() -> None:
     (once,) = approve(rollout(), Person(github="bob", slack="U0BOB")).rollouts
-    again = approve(once, Person(slack="U0BOB"))
+    again = approve(once, Person(github="BOB"))
     assert again.refused and "already approved" in again.refusal
 
 
@@ -448,3 +448,13 @@ def test_a_successful_manual_rollback_marks_the_good_deploy_rolled_back() -> Non
     )
     done, undone = report(back, "success", replaced=undone_from).rollouts
     assert (done.status, undone.status) == (Status.SUCCESS, Status.ROLLED_BACK)
+
+
+def test_an_approver_who_cannot_be_told_apart_from_the_requester_is_refused() -> None:
+    # carol asked on GitHub; a Slack id that users: does not pair with a login clicks.
+    asked_on_github = rollout(requested_by=Person(github="carol"))
+    outcome = approve(asked_on_github, Person(slack="U0CAROL"))
+    assert outcome.refused and "must be paired under `users:`" in outcome.refusal
+    # Once paired, the same click is recognised as the requester's.
+    paired = approve(asked_on_github, Person(github="carol", slack="U0CAROL"))
+    assert "You asked for this deploy" in paired.refusal
