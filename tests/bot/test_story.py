@@ -196,13 +196,23 @@ async def test_rollback_on_request_by_comment_and_by_button(story: Story, health
     assert "Rolled back `production` to ddddddd" in story.thread()
 
     # The board's Rollback button on stage, clicked by bob (write permission, mapped in users:).
-    value = next(
+    values = [
         element["value"]
         for message in story.slack.messages
         for block in message.get("blocks") or []
         for element in block.get("elements", [])
         if element.get("action_id") == "rollback" and element["value"].endswith(":stage")
+    ]
+    # PR 1's board (the older thread) no longer governs stage: its button is refused.
+    await story.click("rollback", values[0], "U0BOB")
+    await story.eventually(
+        lambda: (
+            "from another pull request" in story.slack.ephemerals[-1]["text"]
+            if story.slack.ephemerals
+            else False
+        )
     )
+    value = values[-1]  # PR 2's board
     await story.click("rollback", value, "U0BOB")
     await story.eventually(lambda: len(story.deployments("stage")) == 3)
     assert story.deployments("stage")[0]["sha"] == first
