@@ -218,7 +218,8 @@ PEOPLE = {"alice": "U0ALICE", "bob": "U0BOB"}
 NAMES = {slack: login for login, slack in PEOPLE.items()}
 WEBHOOK_SECRET = "demo-webhook-secret-" + uuid.uuid4().hex
 SIGNING_SECRET = "demo-signing-secret-" + uuid.uuid4().hex
-BOT_TOKEN = "xoxb-0000000000-0000000000-demo" + uuid.uuid4().hex[:16]
+# Not Slack-shaped on purpose: it only ever reaches the built-in Slack emulator.
+BOT_TOKEN = "demo-bot-token-" + uuid.uuid4().hex[:16]
 TICK_SECONDS = 0.5
 STEP_TIMEOUT = 20.0
 
