@@ -325,3 +325,13 @@ async def abandon(session: AsyncSession, *, rollout_id: int, reason: str) -> Out
         release=releases.release_value(release), rollout=rollout, reason=reason
     )
     return await _save(session, release, outcome, request=False)
+
+
+async def head_moved(session: AsyncSession, *, release: ReleaseRow) -> None:
+    """Cancel the release's approval requests for commits other than its head."""
+    assert release.id is not None
+    value = releases.release_value(release)
+    for rollout in await releases.rollouts_of_release(session, release_id=release.id):
+        outcome = machine.head_moved(release=value, rollout=rollout)
+        if outcome.rollouts:
+            await _save(session, release, outcome, request=False)

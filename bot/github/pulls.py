@@ -57,6 +57,7 @@ async def record(
     assert release.id is not None
     cause = f"pr:{event.action}:{pr.head.sha}:{pr.pr_state}"
     effects: list[Any] = [RefreshBoard(release.id, cause)]
+    await conductor.head_moved(session, release=release)
     if event.action == "synchronize":
         effects.append(
             ThreadReply(release.id, f"push:{pr.head.sha}", f"New commit {pr.head.sha[:7]} pushed.")

@@ -542,3 +542,21 @@ def abandon(*, release: Release, rollout: Rollout, reason: str) -> Outcome:
         return Outcome()
     failed = replace(rollout, status=Status.FAILURE, next_check_at=None, note=reason)
     return _changed(release, failed, f"{_what(rollout).capitalize()} could not start: {reason}.")
+
+
+def head_moved(*, release: Release, rollout: Rollout) -> Outcome:
+    """The pull request moved on: a request still waiting for approval of an older commit is
+    cancelled (approvals are for the commit they were asked for) and frees the environment."""
+    if rollout.status is not Status.AWAITING_APPROVAL or rollout.commit_sha == release.commit_sha:
+        return Outcome()
+    cancelled = replace(
+        rollout,
+        status=Status.CANCELLED,
+        note=f"the pull request moved to {release.short_sha}",
+    )
+    text = (
+        f"The request to deploy {rollout.commit_sha[:7]} to `{rollout.environment}` is cancelled: "
+        f"the pull request's head is now {release.short_sha}. Ask again with "
+        f"`/deploy {rollout.environment}`."
+    )
+    return _changed(release, cancelled, text, ApprovalDecided(release.id, rollout.id, "cancelled"))

@@ -77,9 +77,12 @@ async def test_approvals_bind_to_the_commit_they_were_asked_for(story: Story) ->
     )
     request = story.button_value("approve")
     await open_pr(story, sha=NEWER, action="synchronize")  # the head moves
+    assert "is cancelled: the pull request's head is now 9999999" in story.thread()
     await story.click("approve", request, "U0BOB")
-    await story.eventually(lambda: "cancelled" in story.thread())
+    await story.eventually(lambda: bool(story.slack.ephemerals))
+    assert "Nothing to decide: the deploy is cancelled" in story.slack.ephemerals[-1]["text"]
     assert story.deployments("production") == []
+    # The environment is free for the new head (once it has passed stage).
 
 
 async def test_statuses_of_deployments_we_did_not_create_are_ignored(story: Story) -> None:

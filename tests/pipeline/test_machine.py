@@ -458,3 +458,13 @@ def test_an_approver_who_cannot_be_told_apart_from_the_requester_is_refused() ->
     # Once paired, the same click is recognised as the requester's.
     paired = approve(asked_on_github, Person(github="carol", slack="U0CAROL"))
     assert "You asked for this deploy" in paired.refusal
+
+
+def test_a_moved_head_cancels_only_requests_for_older_commits() -> None:
+    from bot.pipeline.machine import head_moved
+
+    moved = replace(RELEASE, commit_sha="c" * 40)
+    (cancelled,) = head_moved(release=moved, rollout=rollout()).rollouts
+    assert cancelled.status is Status.CANCELLED and "moved to ccccccc" in cancelled.note
+    assert head_moved(release=RELEASE, rollout=rollout()).rollouts == ()
+    assert head_moved(release=moved, rollout=rollout(status=Status.VERIFYING)).rollouts == ()
