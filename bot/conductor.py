@@ -140,7 +140,8 @@ async def report(
         found = await _adopt(session, deployment_id, named_rollout, commit_sha)
     if found is None:
         return None
-    release, rollout, last_good = await _surroundings(session, *found, github_good_sha)
+    row, rollout = found
+    release, last_good = await _surroundings(session, row, rollout, github_good_sha)
     replaced = None
     if rollout.replaces is not None:
         replaced_found = await releases.get_rollout(session, rollout_id=rollout.replaces)
@@ -174,7 +175,8 @@ async def probed(
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome()
-    release, rollout, last_good = await _surroundings(session, *found, github_good_sha)
+    row, rollout = found
+    release, last_good = await _surroundings(session, row, rollout, github_good_sha)
     try:
         pipeline = pipeline_of(release)
     except PipelineError:
@@ -214,9 +216,9 @@ async def _adopt(
 
 async def _surroundings(
     session: AsyncSession, row: RolloutRow, rollout: Rollout, github_good_sha: str | None
-) -> tuple[ReleaseRow, Rollout, str | None]:
-    """A rollout's release and the last commit that succeeded in its environment: our own
-    records first, else what GitHub's deployment statuses say."""
+) -> tuple[ReleaseRow, str | None]:
+    """A rollout's release and the last other commit that succeeded in its environment: our
+    own records first, else what GitHub's deployment statuses say."""
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
     last_good = await releases.previous_good_sha(
@@ -225,7 +227,7 @@ async def _surroundings(
         environment=rollout.environment,
         other_than=rollout.commit_sha,
     )
-    return release, rollout, last_good or github_good_sha
+    return release, last_good or github_good_sha
 
 
 async def _save(

@@ -231,27 +231,9 @@ async def environment_history(
     ).scalar_one_or_none()
     return EnvironmentHistory(
         active=active,
-        last_success_sha=await last_good_sha(
-            session, repository=repository, environment=environment
-        ),
         lock_holder=_person(lock.holder_github, lock.holder_slack) if lock else None,
         lock_reason=lock.reason if lock else None,
     )
-
-
-async def last_good_sha(session: AsyncSession, *, repository: str, environment: str) -> str | None:
-    """The commit of the newest rollout that succeeded in the environment."""
-    result = await session.execute(
-        sa.select(RolloutRow.commit_sha)
-        .where(
-            RolloutRow.repository == repository,
-            RolloutRow.environment == environment,
-            RolloutRow.status == Status.SUCCESS.value,
-        )
-        .order_by(RolloutRow.id.desc())
-        .limit(1)
-    )
-    return result.scalar_one_or_none()
 
 
 async def succeeded_environments(

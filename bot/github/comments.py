@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import conductor
-from bot.github.context import Context, parsed
+from bot.github.context import Context, approver_facts, parsed
 from bot.github.payloads import (
     Head,
     IssueCommentEvent,
@@ -26,7 +26,7 @@ from bot.github.pulls import record
 from bot.pipeline.commands import COMMENT_USAGE, Command, CommandError, Flag, Verb, parse_comment
 from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
 from bot.pipeline.effects import PullRequestComment, Reaction
-from bot.pipeline.policy import identify, may_approve, needs_admin_check, teams_to_check
+from bot.pipeline.policy import identify, may_approve
 from bot.worker import Apply
 from storage import releases
 
@@ -42,6 +42,7 @@ class _Facts:
     pull: PullRequest
     pipeline_text: str
     member_of: frozenset[GitHubTeam]
+    is_admin: bool
 
 
 async def handle(context: Context, payload: dict[str, Any]) -> Apply | None:
@@ -73,7 +74,8 @@ async def _look_up(
     permission = await client.get_permission(owner=owner, repo=name, username=login)
     pull = await client.get_pull(owner=owner, repo=name, number=event.issue.number)
     text = await context.read_pipeline(event.installation.id, event.repository)
-    member_of: set[GitHubTeam] = set()
+    member_of: frozenset[GitHubTeam] = frozenset()
+    is_admin = False
     pipeline = parsed(text)
     if (
         isinstance(command, Command)
@@ -82,9 +84,13 @@ async def _look_up(
         and command.environment
         and (env := pipeline.environment(command.environment)) is not None
     ):
-        for team in teams_to_check(env):
-            if await client.team_member(org=team.org, team_slug=team.slug, username=login):
-                member_of.add(team)
+        member_of, is_admin = await approver_facts(
+            client,
+            repository=event.repository.full_name,
+            env=env,
+            login=login,
+            permission=permission,
+        )
     return _Facts(
         permission=permission,
         pull=PullRequest(
@@ -97,7 +103,8 @@ async def _look_up(
             head=Head(sha=pull.head_sha, ref=pull.head_ref),
         ),
         pipeline_text=text,
-        member_of=frozenset(member_of),
+        member_of=member_of,
+        is_admin=is_admin,
     )
 
 
@@ -200,7 +207,7 @@ async def _run(
             env,
             requester,
             member_of=facts.member_of,
-            is_admin=needs_admin_check(env) and facts.permission == "admin",
+            is_admin=facts.is_admin,
         )
         outcome = await conductor.decide(
             session,

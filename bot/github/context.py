@@ -57,7 +57,12 @@ async def thread_channel(
 
 
 async def approver_facts(
-    client: InstallationClient, *, repository: str, env: Environment, login: str | None
+    client: InstallationClient,
+    *,
+    repository: str,
+    env: Environment,
+    login: str | None,
+    permission: str | None = None,
 ) -> tuple[frozenset[GitHubTeam], bool]:
     """Which of the environment's approver teams `login` is in, and whether they administer
     the repository: the GitHub facts `policy.may_approve` decides with."""
@@ -73,7 +78,9 @@ async def approver_facts(
     )
     is_admin = False
     if needs_admin_check(env):
-        is_admin = await client.get_permission(owner=owner, repo=name, username=login) == "admin"
+        if permission is None:  # the caller may have looked it up already
+            permission = await client.get_permission(owner=owner, repo=name, username=login)
+        is_admin = permission == "admin"
     return teams, is_admin
 
 

@@ -122,6 +122,5 @@ class EnvironmentHistory:
     """What the core must know about an environment beyond one release."""
 
     active: Rollout | None = None  # the rollout holding the environment, if any
-    last_success_sha: str | None = None  # the last commit that succeeded there
     lock_holder: Person | None = None
     lock_reason: str | None = None

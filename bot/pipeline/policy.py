@@ -49,7 +49,3 @@ def may_approve(
         elif isinstance(approver, RepoAdmins) and person.github and is_admin:
             return True
     return False
-
-
-def describe_approvers(env: Environment) -> str:
-    return ", ".join(str(a) for a in env.approvers)
