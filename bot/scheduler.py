@@ -57,6 +57,7 @@ class Scheduler:
         self.clock = clock
         self._scheduler: AsyncIOScheduler | None = None
         self._ticking = asyncio.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
@@ -71,15 +72,22 @@ class Scheduler:
         self._scheduler.start()
 
     async def stop(self) -> None:
-        """Stop ticking and let a tick in flight finish (its probes are bounded by timeouts)."""
+        """Stop ticking and let a tick in flight finish (its probes are bounded by timeouts).
+
+        APScheduler's shutdown cancels a running job, so the tick is waited for first."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        async with self._ticking:
+            pass
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        async with self._ticking:
-            pass
 
     async def tick(self) -> int:
         """Probe every due rollout once; returns how many were probed."""
+        if self._stopping:
+            return 0
         async with self._ticking:
             return await self._tick()
 
@@ -146,8 +154,11 @@ class Scheduler:
         """This probe fails the rollout: if our records know no commit to roll back to, ask
         GitHub's deployment statuses (before the transaction; failing to ask is no answer)."""
         async with self.sessions() as session:
-            known = await releases.last_good_sha(
-                session, repository=row.repository, environment=row.environment
+            known = await releases.previous_good_sha(
+                session,
+                repository=row.repository,
+                environment=row.environment,
+                other_than=row.commit_sha,
             )
             installation_id = await installations.installation_for(
                 session, full_name=row.repository
