@@ -108,8 +108,27 @@ class ChannelSubscription(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     repository: str = Field(unique=True)
     channel_id: str
-    created_by: str
+    created_by: str  # the Slack user who subscribed
+    created_by_github: str | None = None  # their GitHub login, whose admin permission was checked
     created_at: datetime = _created()
+
+
+class IdentityLink(SQLModel, table=True):
+    """Which GitHub login a Slack user is. `github_login` is trusted: it was confirmed on
+    GitHub by that login commenting a one-time code. `pending_login` waits for that comment;
+    only a hash of the code is kept."""
+
+    __tablename__ = "identity_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slack_user: str = Field(unique=True)
+    github_login: str | None = Field(default=None, index=True)
+    confirmed_at: datetime | None = _when()
+    pending_login: str | None = None
+    code_hash: str | None = Field(default=None, unique=True)
+    code_expires_at: datetime | None = _when()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
 
 
 class Release(SQLModel, table=True):
