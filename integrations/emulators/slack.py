@@ -10,12 +10,23 @@ posts is kept as channel state, so a test can read a thread the way a person wou
         ...
         assert not slack.invalid_calls
 
+Socket Mode is served as Slack serves it: `apps.connections.open` (app-level `xapp-` token
+only) answers a `ws://` URL on the same port, the websocket greets with `hello`, and a test
+pushes envelopes and gets the app's ack back:
+
+    ack = await slack.socket_send("slash_commands", {..., "response_url": url})
+
+`response_url(channel=..., user=...)` mints a URL like the `response_url` in Slack's slash
+command and block_actions payloads; what the app posts there lands in `messages`
+(`in_channel`) or `ephemerals` (the default), checked like `chat.postMessage`.
+
 Standalone: `python -m integrations.emulators.slack --port 3001`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import dataclasses
 import functools
@@ -23,6 +34,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,7 +45,8 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from integrations.emulators.loopback import CORPORA_ENV, LoopbackServer, corpora_dir, take_fault
 
@@ -41,6 +54,7 @@ __all__ = [
     "InvalidCall",
     "SlackCall",
     "SlackEmulator",
+    "SocketConnection",
     "block_kit_errors",
     "find_slack_spec",
     "view_errors",
@@ -117,6 +131,19 @@ _EXTRA_REQUIRED: dict[str, tuple[str, ...]] = {
 
 # Methods that take the app-level (xapp-) token; the description predates them.
 _APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+
+# Socket Mode: the envelope types Slack sends, and how long it waits for an ack.
+SOCKET_ENVELOPE_TYPES = frozenset({"events_api", "interactive", "slash_commands"})
+SOCKET_ACK_SECONDS = 3.0
+# Interactive payloads whose ack may carry a response (the rest are acked empty).
+_RESPONDING_INTERACTIONS = frozenset({"view_submission", "block_suggestion"})
+_SOCKET_HOST = "applink-emulator"  # what `hello` and `disconnect` name in `debug_info`
+
+# A response_url takes up to five messages (Slack: five times within 30 minutes).
+MAX_RESPONSE_URL_USES = 5
+_RESPONSE_TYPES = ("ephemeral", "in_channel")
+# Keys the emulator adds to what it records; never part of what Slack answers.
+_PRIVATE_KEYS = frozenset({"channel", "via", "invoked_by"})
 
 
 # --------------------------------------------------------------------------- spec
@@ -450,12 +477,72 @@ class InvalidCall:
     args: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SocketConnection:
+    """A Socket Mode websocket the emulator accepted, as it stood when read."""
+
+    id: str
+    token: str  # the app-level token whose apps.connections.open issued the URL
+    url: str
+    hello: dict[str, Any]
+    open: bool
+    close_code: int | None = None
+
+
+class _SocketLink:
+    """A live Socket Mode websocket; everything but the records lives in the server's loop."""
+
+    def __init__(
+        self,
+        *,
+        link_id: str,
+        token: str,
+        url: str,
+        websocket: WebSocket,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.id = link_id
+        self.token = token
+        self.url = url
+        self.websocket = websocket
+        self.loop = loop
+        self.hello: dict[str, Any] = {}
+        self.open = True
+        self.close_code: int | None = None
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.send_lock = asyncio.Lock()
+
+    def snapshot(self) -> SocketConnection:
+        return SocketConnection(
+            id=self.id,
+            token=self.token,
+            url=self.url,
+            hello=copy.deepcopy(self.hello),
+            open=self.open,
+            close_code=self.close_code,
+        )
+
+
+@dataclass
+class _ResponseHook:
+    """A minted response_url: who and where it answers, and what it posted last."""
+
+    channel: str
+    user: str
+    message_ts: str | None  # the message a block_actions click came from
+    uses: int = 0
+    last: tuple[str, str] | None = None  # ("message" | "ephemeral", ts) posted through it
+
+
 @dataclass
 class _Fault:
     status: int
     body: dict[str, Any]
     headers: dict[str, str]
     remaining: int
+
+
+_GONE = frozenset({"expired_url", "used_url", "message_not_found"})  # response_url 404s
 
 
 class _Refusal(Exception):
@@ -539,6 +626,10 @@ class SlackEmulator(LoopbackServer):
         self._users = {k: dict(v) for k, v in (users or {}).items()}
         self._ts_start = ts_start
         self._lock = threading.RLock()
+        # Socket Mode: URLs issued (ticket -> app token) and connections, kept over `reset()`
+        # while open (a connected app stays connected between tests).
+        self._tickets: dict[str, str] = {}
+        self._links: list[_SocketLink] = []
         self._reset_state()
         super().__init__(self._asgi_app(), host=host, port=port, thread_name="slack-emulator")
 
@@ -554,6 +645,8 @@ class SlackEmulator(LoopbackServer):
             routes=[
                 Route("/api/{method:str}", self._endpoint, methods=["GET", "POST"]),
                 Route("/_emulator/state", self._state_endpoint, methods=["GET"]),
+                Route("/responses/{hook_id:str}", self._response_endpoint, methods=["POST"]),
+                WebSocketRoute("/link/", self._socket_endpoint),
             ]
         )
 
@@ -599,6 +692,19 @@ class SlackEmulator(LoopbackServer):
         """Ephemeral messages, which are never part of `messages`."""
         with self._lock:
             return copy.deepcopy(self._ephemerals)
+
+    @property
+    def socket_connections(self) -> list[SocketConnection]:
+        """Socket Mode websockets accepted, oldest first (closed ones until `reset()`)."""
+        with self._lock:
+            return [link.snapshot() for link in self._links]
+
+    @property
+    def socket_envelopes(self) -> list[dict[str, Any]]:
+        """Envelopes sent over Socket Mode, in order: `{"connection", "envelope", "ack"}`,
+        `ack` being the app's answer (None while there is none)."""
+        with self._lock:
+            return copy.deepcopy(self._envelopes)
 
     @property
     def views(self) -> dict[str, dict[str, Any]]:
@@ -659,10 +765,99 @@ class SlackEmulator(LoopbackServer):
                 _Fault(status=status, body=dict(body), headers=fault_headers, remaining=times)
             )
 
+    def response_url(self, *, channel: str, user: str, message_ts: str | None = None) -> str:
+        """Mint a `response_url` for a payload the test builds (a slash command from `user`
+        in `channel`, or a block_actions click on the message at `message_ts`).
+
+        What is POSTed there is checked like `chat.postMessage` and recorded: `in_channel`
+        answers become `messages` (`invoked_by` the user), ephemeral ones (the default)
+        `ephemerals` for the user; both carry `via: "response_url"`. `replace_original`
+        replaces the clicked message (else the last answer through this URL) in place,
+        `delete_original` deletes it. Up to `MAX_RESPONSE_URL_USES` answers, then 404.
+        """
+        hook_id = uuid.uuid4().hex
+        with self._lock:
+            self._hooks[hook_id] = _ResponseHook(channel=channel, user=user, message_ts=message_ts)
+        return f"{self.base_url}/responses/{hook_id}"
+
+    async def socket_send(
+        self,
+        type: str,
+        payload: Mapping[str, Any],
+        *,
+        accepts_response_payload: bool | None = None,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        seconds: float = SOCKET_ACK_SECONDS,
+    ) -> dict[str, Any]:
+        """Push one envelope to the newest open Socket Mode connection and return the app's
+        ack (`{"envelope_id": ..., "payload"?: ...}`).
+
+        Waits up to `seconds` for a connection, then as long again for the ack (Slack allows
+        3 s): `ConnectionError` without a connection or when it closes first, `TimeoutError`
+        without an ack. `accepts_response_payload` defaults to Slack's choice: true for slash
+        commands, view submissions and block suggestions. Callable from any event loop.
+        """
+        if type not in SOCKET_ENVELOPE_TYPES:
+            raise ValueError(f"envelope type must be one of {sorted(SOCKET_ENVELOPE_TYPES)}")
+        if accepts_response_payload is None:
+            accepts_response_payload = type == "slash_commands" or (
+                type == "interactive" and payload.get("type") in _RESPONDING_INTERACTIONS
+            )
+        link = await self._open_link(seconds)
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id or str(uuid.uuid4()),
+            "type": type,
+            "payload": copy.deepcopy(dict(payload)),
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if type == "events_api":
+            envelope["retry_attempt"] = retry_attempt
+            envelope["retry_reason"] = retry_reason
+        record = {"connection": link.id, "envelope": envelope, "ack": None}
+        with self._lock:
+            self._envelopes.append(record)
+            self._envelope_records[envelope["envelope_id"]] = record
+        delivery = asyncio.run_coroutine_threadsafe(
+            self._deliver(link, envelope, seconds), link.loop
+        )
+        return await asyncio.wrap_future(delivery)
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> int:
+        """Send Slack's `disconnect` message (`refresh_requested`, `warning`, `link_disabled`)
+        to every open connection; returns how many got it. The app is expected to reconnect
+        through `apps.connections.open` and close the old socket itself."""
+        with self._lock:
+            links = [link for link in self._links if link.open]
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": _SOCKET_HOST}}
+        for link in links:
+            sent = asyncio.run_coroutine_threadsafe(self._send(link, message), link.loop)
+            await asyncio.wrap_future(sent)
+        return len(links)
+
+    async def wait_for_socket_connection(self, seconds: float = 2.0) -> SocketConnection:
+        """The newest open Socket Mode connection, waiting up to `seconds` for one."""
+        return (await self._open_link(seconds)).snapshot()
+
+    async def wait_for_socket_closed(self, seconds: float = 2.0) -> list[SocketConnection]:
+        """Wait up to `seconds` until no Socket Mode connection is open (`TimeoutError`
+        otherwise); returns the connections, all closed."""
+        deadline = time.monotonic() + seconds
+        while True:
+            connections = self.socket_connections
+            if not any(c.open for c in connections):
+                return connections
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"a Socket Mode connection is still open after {seconds} s")
+            await asyncio.sleep(0.01)
+
     def reset(self) -> None:
-        """Forget calls, messages, views and pending faults."""
+        """Forget calls, messages, views, pending faults, response URLs and closed Socket Mode
+        connections (open ones stay usable)."""
         with self._lock:
             self._reset_state()
+            self._links = [link for link in self._links if link.open]
 
     def _reset_state(self) -> None:
         self._calls: list[SlackCall] = []
@@ -673,6 +868,9 @@ class SlackEmulator(LoopbackServer):
         self._ephemerals: list[dict[str, Any]] = []
         self._views: dict[str, dict[str, Any]] = {}
         self._home_views: dict[str, dict[str, Any]] = {}
+        self._hooks: dict[str, _ResponseHook] = {}
+        self._envelopes: list[dict[str, Any]] = []
+        self._envelope_records: dict[str, dict[str, Any]] = {}
         self._counter = 0
 
     # -- HTTP
@@ -792,6 +990,271 @@ class SlackEmulator(LoopbackServer):
         seconds, step = divmod(self._counter, 10_000)
         return f"{self._ts_start + seconds}.{step * 100:06d}"
 
+    # -- response_url
+
+    async def _response_endpoint(self, request: Request) -> JSONResponse:
+        status, body = self.handle_response(
+            request.path_params["hook_id"], headers=dict(request.headers), body=await request.body()
+        )
+        return JSONResponse(body, status_code=status)
+
+    def handle_response(
+        self, hook_id: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer one POST to a minted response_url: (HTTP status, JSON body).
+
+        Recorded in `calls` as method `"response_url"`; refusals also in `invalid_calls`,
+        except deleting an original that is gone.
+        """
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        try:
+            decoded = json.loads(body or b"null")
+        except ValueError:
+            decoded = None
+        args = decoded if isinstance(decoded, dict) else {}
+        with self._lock:
+            status = 200
+            try:
+                hook = self._hooks.get(hook_id)
+                if hook is None:
+                    raise _Refusal("expired_url")
+                if hook.uses >= MAX_RESPONSE_URL_USES:
+                    raise _Refusal("used_url")
+                if not isinstance(decoded, dict):
+                    raise _Refusal(
+                        "invalid_payload", messages=["[ERROR] the body must be a JSON object"]
+                    )
+                answer = self._respond(hook, args)
+                hook.uses += 1
+            except _Refusal as refusal:
+                answer = refusal.body()
+                status = 404 if refusal.error in _GONE else 400
+                if refusal.violation:
+                    self._invalid.append(
+                        InvalidCall(
+                            method="response_url",
+                            error=refusal.error,
+                            errors=list(refusal.errors or refusal.messages),
+                            args=copy.deepcopy(args),
+                        )
+                    )
+            self._record("response_url", args, headers, "POST", status, answer, False)
+            return status, copy.deepcopy(answer)
+
+    def _respond(self, hook: _ResponseHook, args: dict[str, Any]) -> dict[str, Any]:
+        response_type = args.get("response_type") or "ephemeral"
+        if response_type not in _RESPONSE_TYPES:
+            raise _Refusal(
+                "invalid_payload",
+                messages=[f"[ERROR] response_type must be one of {', '.join(_RESPONSE_TYPES)}"],
+            )
+        original = self._original_of(hook)
+        delete = _truthy(args.get("delete_original"))
+        self._check_message(args, require_content=not delete)  # before anything changes
+        if delete:
+            if original is None:
+                raise _Refusal("message_not_found", violation=False)
+            self._drop(original)
+            hook.last = None
+            if not (args.get("text") or args.get("blocks") or args.get("attachments")):
+                return {"ok": True}
+            original = None  # anything else in the body is posted as a new message
+        if _truthy(args.get("replace_original")) and original is not None:
+            original.update(
+                text=args.get("text") or "",
+                edited={"user": BOT_USER_ID, "ts": self._next_ts()},
+            )
+            for key in ("blocks", "attachments"):
+                if args.get(key) is not None:
+                    original[key] = args[key]
+                else:
+                    original.pop(key, None)  # a replacement is the whole message
+            return {"ok": True}
+        if response_type == "in_channel":
+            message = self._post(hook.channel, args, via="response_url", invoked_by=hook.user)
+            hook.last = ("message", message["ts"])
+            return {"ok": True}
+        ephemeral: dict[str, Any] = {
+            "channel": hook.channel,
+            "user": hook.user,
+            "message_ts": self._next_ts(),
+            "text": args.get("text") or "",
+        }
+        for key in ("blocks", "attachments", "thread_ts"):
+            if args.get(key) is not None:
+                ephemeral[key] = args[key]
+        ephemeral["via"] = "response_url"
+        self._ephemerals.append(ephemeral)
+        hook.last = ("ephemeral", ephemeral["message_ts"])
+        return {"ok": True}
+
+    def _original_of(self, hook: _ResponseHook) -> dict[str, Any] | None:
+        """The message a response_url acts on: the clicked one, else its last answer."""
+        wanted = [("message", hook.message_ts), ("ephemeral", hook.message_ts)]
+        candidates = wanted if hook.message_ts else [hook.last] if hook.last else []
+        for kind, ts in candidates:
+            if kind == "message":
+                found = self._by_ts.get((hook.channel, ts))
+            else:
+                found = next(
+                    (
+                        e
+                        for e in self._ephemerals
+                        if e["channel"] == hook.channel and e["message_ts"] == ts
+                    ),
+                    None,
+                )
+            if found is not None:
+                return found
+        return None
+
+    def _drop(self, message: dict[str, Any]) -> None:
+        for records in (self._ephemerals, self._messages):
+            for index, record in enumerate(records):
+                if record is message:
+                    del records[index]
+                    break
+        if "ts" in message:
+            self._by_ts.pop((message["channel"], message["ts"]), None)
+
+    # -- Socket Mode
+
+    async def _socket_endpoint(self, websocket: WebSocket) -> None:
+        ticket = websocket.query_params.get("ticket", "")
+        with self._lock:
+            token = self._tickets.get(ticket)
+            if token is None:
+                self._invalid.append(
+                    InvalidCall(
+                        method="socket_mode",
+                        error="invalid_ticket",
+                        errors=["[ERROR] connect to a URL from apps.connections.open"],
+                        args={"ticket": ticket},
+                    )
+                )
+        if token is None:
+            await websocket.close(code=1008)  # before the handshake: a 403 to the client
+            return
+        link = _SocketLink(
+            link_id=f"conn-{uuid.uuid4().hex[:12]}",
+            token=token,
+            url=str(websocket.url),
+            websocket=websocket,
+            loop=asyncio.get_running_loop(),
+        )
+        try:
+            # Recorded before the handshake completes, so a client that has connected is
+            # always listed; `hello` goes out before any envelope (the lock orders them).
+            async with link.send_lock:
+                with self._lock:
+                    self._links.append(link)
+                    link.hello = {
+                        "type": "hello",
+                        "num_connections": sum(1 for other in self._links if other.open),
+                        "debug_info": {
+                            "host": _SOCKET_HOST,
+                            "build_number": 1,
+                            "approximate_connection_time": 18060,
+                        },
+                        "connection_info": {"app_id": APP_ID},
+                    }
+                await websocket.accept()
+                await websocket.send_json(link.hello)
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    link.close_code = message.get("code")
+                    break
+                raw = message.get("text")
+                if raw is None and message.get("bytes") is not None:
+                    raw = message["bytes"].decode("utf-8", "replace")
+                self._take_ack(link, raw or "")
+        finally:
+            with self._lock:
+                link.open = False
+            for future in link.pending.values():
+                if not future.done():
+                    future.set_exception(
+                        ConnectionError("the Socket Mode connection closed before the ack")
+                    )
+
+    async def _open_link(self, seconds: float) -> _SocketLink:
+        deadline = time.monotonic() + seconds
+        while True:
+            with self._lock:
+                links = [link for link in self._links if link.open and link.hello]
+            if links:
+                return links[-1]
+            if time.monotonic() >= deadline:
+                raise ConnectionError("no Socket Mode connection is open")
+            await asyncio.sleep(0.01)
+
+    @staticmethod
+    async def _send(link: _SocketLink, message: dict[str, Any]) -> None:
+        async with link.send_lock:
+            await link.websocket.send_json(message)
+
+    async def _deliver(
+        self, link: _SocketLink, envelope: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
+        """In the server's loop: send one envelope and wait for its ack."""
+        envelope_id = envelope["envelope_id"]
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        link.pending[envelope_id] = future
+        try:
+            await self._send(link, envelope)
+            try:
+                return await asyncio.wait_for(future, seconds)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no ack for {envelope['type']} envelope {envelope_id} within {seconds} s"
+                ) from None
+        finally:
+            link.pending.pop(envelope_id, None)
+
+    def _take_ack(self, link: _SocketLink, raw: str) -> None:
+        """In the server's loop: record what the app sent, and wake the sender of its envelope."""
+        try:
+            ack = json.loads(raw)
+        except ValueError:
+            ack = None
+        with self._lock:
+            if not isinstance(ack, dict):
+                self._invalid.append(
+                    InvalidCall(
+                        method="socket_mode",
+                        error="invalid_json",
+                        errors=["[ERROR] the app sent a message that is not a JSON object"],
+                        args={"message": raw[:2_000]},
+                    )
+                )
+                return
+            record = self._envelope_records.get(str(ack.get("envelope_id")))
+            if record is None:
+                self._invalid.append(
+                    InvalidCall(
+                        method="socket_mode",
+                        error="unknown_envelope_id",
+                        errors=["[ERROR] an ack must name an envelope_id Slack sent"],
+                        args=copy.deepcopy(ack),
+                    )
+                )
+                return
+            record["ack"] = copy.deepcopy(ack)
+            problems = _ack_problems(record["envelope"], ack)
+            if problems:
+                self._invalid.append(
+                    InvalidCall(
+                        method="socket_mode.ack",
+                        error="invalid_ack",
+                        errors=problems,
+                        args=copy.deepcopy(ack),
+                    )
+                )
+        future = link.pending.get(str(ack.get("envelope_id")))
+        if future is not None and not future.done():
+            future.set_result(copy.deepcopy(ack))
+
     # -- methods (named _m_<method with dots as underscores>)
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -812,37 +1275,17 @@ class SlackEmulator(LoopbackServer):
         return {"ok": True, "args": args}
 
     def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
-        # No websocket is served: the URL only has the documented shape.
-        return {"ok": True, "url": f"ws://{self._host}:{self.port}/link/?ticket={uuid.uuid4()}"}
+        # Only reached with the app-level token (`_authenticate`); the ticket remembers it.
+        ticket = str(uuid.uuid4())
+        self._tickets[ticket] = self.app_token
+        ws_root = self.base_url.replace("http://", "ws://", 1)
+        return {"ok": True, "url": f"{ws_root}/link/?ticket={ticket}&app_id={APP_ID}"}
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         self._check_message(args, require_content=True)
-        ts = self._next_ts()
-        message: dict[str, Any] = {
-            "type": "message",
-            "channel": str(args["channel"]),
-            "ts": ts,
-            "user": BOT_USER_ID,
-            "bot_id": BOT_ID,
-            "app_id": APP_ID,
-            "team": TEAM_ID,
-            "text": args.get("text") or "",
-        }
-        for key in ("blocks", "attachments", "metadata"):
-            if args.get(key) is not None:
-                message[key] = args[key]
-        thread_ts = args.get("thread_ts")
-        if thread_ts:
-            message["thread_ts"] = str(thread_ts)
-            parent = self._by_ts.get((message["channel"], str(thread_ts)))
-            if parent is not None:
-                parent["thread_ts"] = parent["ts"]
-                parent["reply_count"] = parent.get("reply_count", 0) + 1
-                parent["latest_reply"] = ts
-        self._messages.append(message)
-        self._by_ts[(message["channel"], ts)] = message
+        message = self._post(str(args["channel"]), args)
         public = {k: v for k, v in message.items() if k != "channel"}
-        return {"ok": True, "channel": message["channel"], "ts": ts, "message": public}
+        return {"ok": True, "channel": message["channel"], "ts": message["ts"], "message": public}
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         self._check_message(args, require_content=False)
@@ -991,6 +1434,35 @@ class SlackEmulator(LoopbackServer):
 
     # -- helpers for the methods
 
+    def _post(self, channel: str, args: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """Add a message from the bot to `channel` (a reply when `args` has `thread_ts`)."""
+        ts = self._next_ts()
+        message: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "ts": ts,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": TEAM_ID,
+            "text": args.get("text") or "",
+        }
+        for key in ("blocks", "attachments", "metadata"):
+            if args.get(key) is not None:
+                message[key] = args[key]
+        thread_ts = args.get("thread_ts")
+        if thread_ts:
+            message["thread_ts"] = str(thread_ts)
+            parent = self._by_ts.get((channel, str(thread_ts)))
+            if parent is not None:
+                parent["thread_ts"] = parent["ts"]
+                parent["reply_count"] = parent.get("reply_count", 0) + 1
+                parent["latest_reply"] = ts
+        message.update(extra)
+        self._messages.append(message)
+        self._by_ts[(channel, ts)] = message
+        return message
+
     def _message(self, channel: str, ts: str) -> dict[str, Any]:
         message = self._by_ts.get((channel, ts))
         if message is None:
@@ -1003,7 +1475,7 @@ class SlackEmulator(LoopbackServer):
 
     @staticmethod
     def _public(message: dict[str, Any]) -> dict[str, Any]:
-        return {k: copy.deepcopy(v) for k, v in message.items() if k != "channel"}
+        return {k: copy.deepcopy(v) for k, v in message.items() if k not in _PRIVATE_KEYS}
 
     def _check_message(self, args: dict[str, Any], *, require_content: bool) -> None:
         text, blocks, attachments = args.get("text"), args.get("blocks"), args.get("attachments")
@@ -1095,6 +1567,36 @@ def _parse_args(query: str, content_type: str, body: bytes) -> tuple[dict[str, A
             except ValueError:
                 pass  # left as a string: the method refuses it in its own words
     return args, problem
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _ack_problems(envelope: Mapping[str, Any], ack: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the response an ack carries, in Block Kit's wording."""
+    payload = ack.get("payload")
+    if payload is None:
+        return []
+    if not isinstance(payload, dict):
+        return ["payload must be an object [json-pointer:/payload]"]
+    problems: list[str] = []
+    if envelope["type"] == "slash_commands":
+        if payload.get("response_type") not in (None, *_RESPONSE_TYPES):
+            problems.append(
+                f"must be one of {', '.join(_RESPONSE_TYPES)} [json-pointer:/payload/response_type]"
+            )
+        text = payload.get("text")
+        if text is not None and len(str(text)) > MAX_MESSAGE_TEXT:
+            problems.append(
+                f"must be at most {MAX_MESSAGE_TEXT} characters [json-pointer:/payload/text]"
+            )
+        if payload.get("blocks") is not None:
+            problems += block_kit_errors(payload["blocks"], pointer="/payload/blocks")
+    elif payload.get("response_action") in ("update", "push"):
+        view_problems, block_problems = view_errors(payload.get("view"), kinds=("modal",))
+        problems += view_problems + block_problems
+    return problems
 
 
 def _bearer(header: str | None) -> str | None:
