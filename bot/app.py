@@ -174,10 +174,26 @@ def _add_probes(app: FastAPI, services: Services) -> None:
 
 
 async def _start_socket_mode(settings: Settings, slack: AsyncApp) -> Any:
+    """Connect to Slack over Socket Mode when `SLACK_APP_TOKEN` is set.
+
+    The handler's Socket Mode client calls `apps.connections.open` through the Bolt app's
+    Web API client, so `SLACK_API_URL` applies to it too. A token Slack refuses stops the
+    start-up here: slack-sdk's `connect()` would retry it forever and the service would
+    hang unready. An unreachable Slack is still retried, by slack-sdk.
+    """
     if settings.slack_app_token is None:
         return None
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     handler = AsyncSocketModeHandler(slack, settings.slack_app_token.get_secret_value())
+    try:
+        handler.client.wss_uri = await handler.client.issue_new_wss_url()
+    except SlackApiError as exc:
+        await handler.close_async()
+        error = exc.response.get("error")
+        raise RuntimeError(f"Slack refused SLACK_APP_TOKEN for Socket Mode: {error}") from None
+    except Exception as exc:  # unreachable: connect_async keeps trying, as slack-sdk does
+        log.warning("socket mode: Slack unreachable, retrying", error=type(exc).__name__)
     await handler.connect_async()
     return handler
