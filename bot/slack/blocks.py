@@ -286,25 +286,293 @@ def decided(
     return Message(text=_esc(text, MAX_FALLBACK_TEXT), blocks=blocks)
 
 
-def home_view(usage: str) -> dict[str, Any]:
-    """The App Home tab: what deploybot is and how to drive it."""
-    return {
-        "type": "home",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": "deploybot"}},
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": "Ship pull requests through your environments from Slack and "
-                    "from PR comments. Subscribe a channel to a repository to get a thread "
-                    "for each pull request.",
-                },
-            },
-            {"type": "divider"},
-            {"type": "section", "text": {"type": "mrkdwn", "text": usage}},
-        ],
-    }
+# --------------------------------------------------------------------------- repository at a glance
+
+MAX_HOME_BLOCKS = 100
+
+# Tighter than `_URL`: a line carries two links and a lock and an approval note, and must
+# still fit one section (see `repository_line`).
+_LINE_URL = 500
+_TITLE = 60
+_LOCK_REASON = 300
+_APPROVERS = 300
+_PROBLEM = 500
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,30}")
+_MESSAGE_TS = re.compile(r"\d{1,12}\.\d{1,9}")
+
+
+@dataclass(frozen=True)
+class LockNote:
+    """A lock held on an environment: who holds it, since when, until when and why."""
+
+    holder: str
+    since: datetime | None = None
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalNote:
+    """A rollout waiting for approval: `given` of `needed` approvals, and by whom."""
+
+    given: int
+    needed: int
+    approved_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    """One environment of a repository at a glance (`/deploy status owner/repo`, App Home).
+
+    `status`, `commit_sha`, `requested_by` and `updated_at` describe the rollout under way
+    there, else the one that last finished there; `last_status` and `last_sha` what finished
+    there before the one under way. `pr_number`, `title` and `pr_url` name the change it
+    belongs to, `thread_url` its Slack thread (see `thread_url()`).
+    """
+
+    name: str
+    status: str | None = None
+    commit_sha: str | None = None
+    requested_by: str | None = None
+    updated_at: datetime | None = None
+    pr_number: int | None = None
+    title: str | None = None
+    pr_url: str | None = None
+    thread_url: str | None = None
+    last_status: str | None = None
+    last_sha: str | None = None
+    lock: LockNote | None = None
+    approval: ApprovalNote | None = None
+    buttons: tuple[Button, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_unique(self.buttons)
+
+
+@dataclass(frozen=True)
+class RepositoryStatus:
+    """A repository's environments in promotion order; `problem` says why its pipeline file
+    cannot be read (nothing deploys until it is fixed)."""
+
+    repository: str
+    environments: tuple[EnvironmentStatus, ...] = ()
+    problem: str | None = None
+
+
+def thread_url(channel: str | None, ts: str | None, *, team_url: str | None = None) -> str | None:
+    """A link to a Slack message: `<team_url>archives/<channel>/p<ts without dot>`.
+
+    `team_url` is the workspace's (`auth.test` gives it); without one, `https://slack.com/`
+    sends the reader to their own workspace. None when the channel or ts is not Slack's shape.
+    """
+    if not channel or not ts or not _CHANNEL_ID.fullmatch(channel) or not _MESSAGE_TS.fullmatch(ts):
+        return None
+    base = team_url if team_url and _safe_url(team_url) else "https://slack.com/"
+    return f"{base.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def repository_line(env: EnvironmentStatus) -> str:
+    """One environment as mrkdwn: `status_line` (emoji, state, commit, who, when), the change
+    and its thread, then what finished before, the approval waiting and the lock.
+
+    Each piece has its own budget, so a line stays under `MAX_SECTION_TEXT` however long any
+    outside text is (about 2,500 characters at most).
+    """
+    head = EnvironmentLine(env.name, env.status, env.commit_sha, env.requested_by, env.updated_at)
+    parts = [status_line(head)]
+    change = _change_of(env)
+    if change:
+        parts.append(change)
+    if _line_url(env.thread_url):
+        parts.append(_link(env.thread_url, "thread"))
+    line = " · ".join(parts)
+    if env.last_status is not None or env.last_sha:
+        emoji, label = _status_style(env.last_status)
+        last = _code(_short(env.last_sha or ""))
+        line += f"\n↳ before: {emoji} {label}" + (f" {last}" if last else "")
+    if env.approval is not None:
+        note = env.approval
+        line += f"\n✋ *Approvals:* {max(note.given, 0)} of {max(note.needed, 0)}"
+        if note.approved_by:
+            line += f" (by {_names(note.approved_by, _APPROVERS)})"
+    if env.lock is not None:
+        line += "\n" + _lock_text(env.lock)
+    return line
+
+
+def repository_status(repository: RepositoryStatus) -> Message:
+    """`/deploy status owner/repo`: a compact board, one line per environment, no buttons.
+
+    Lines share sections up to Block Kit's 3,000 characters; environments that do not fit in
+    a message's 50 blocks are left out and a note says how many.
+    """
+    blocks: list[dict[str, Any]] = [_header(_one_line(repository.repository) or "?")]
+    if repository.problem:
+        blocks.append(_context(_problem_text(repository.problem)))
+    envs = repository.environments
+    if not envs:
+        blocks.append(_context("Nothing deployed yet."))
+    lines = [repository_line(env) for env in envs]
+    shown = len(lines)
+    while shown and len(blocks) + len(_packed(lines[:shown])) + (shown < len(lines)) > MAX_BLOCKS:
+        shown -= 1
+    blocks.extend(_section(text) for text in _packed(lines[:shown]))
+    if shown < len(lines):
+        left = len(lines) - shown
+        blocks.append(_context(_more(left, "environment", command=repository.repository)))
+    summary = ", ".join(f"{_one_line(e.name)} {_status_label(e.status)}" for e in envs)
+    text = f"{_one_line(repository.repository)}: {summary or 'nothing deployed yet'}"
+    return Message(text=_esc(text, MAX_FALLBACK_TEXT), blocks=blocks)
+
+
+def home_view(
+    usage: str, repositories: Sequence[RepositoryStatus] = (), *, more: int = 0
+) -> dict[str, Any]:
+    """The App Home tab: each repository's environments with the thread board's buttons,
+    then how to drive deploybot (`usage`, our own mrkdwn).
+
+    Repositories are shown in the order given while they fit in a home tab's 100 blocks (the
+    one that does not fit whole shows the environments that do); a note counts the ones left
+    out, including `more` the caller did not pass at all.
+    """
+    blocks: list[dict[str, Any]] = [_header("deploybot")]
+    if repositories:
+        blocks.append(
+            _context(
+                "Every subscribed repository: what runs in each environment, locks and "
+                "approvals waiting. Buttons work as in the threads."
+            )
+        )
+    else:
+        blocks.append(
+            _section(
+                "Ship pull requests through your environments from Slack and from PR "
+                "comments. Subscribe a channel to a repository to get a thread for each pull "
+                "request" + ("." if more else ": `/deploy subscribe owner/repo`.")
+            )
+        )
+    tail = [{"type": "divider"}, _section(_clip(usage.strip() or "`/deploy help`", 3_000))]
+    shown = 0
+    for index, repository in enumerate(repositories):
+        left = len(repositories) - index - 1 + max(more, 0)
+        room = MAX_HOME_BLOCKS - len(blocks) - len(tail) - (1 if left else 0)
+        part, whole = _home_repository(repository, index, room)
+        if not part:
+            break
+        blocks.extend(part)
+        shown += 1
+        if not whole:
+            break
+    left_out = len(repositories) - shown + max(more, 0)
+    if left_out:
+        blocks.append(_context(_more(left_out, "repository", plural="repositories")))
+    return {"type": "home", "blocks": [*blocks, *tail]}
+
+
+def _home_repository(
+    repository: RepositoryStatus, index: int, room: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """A repository's blocks within `room`, and whether every environment fitted; no blocks
+    when not even its title does."""
+    whole = _repository_blocks(repository, index, len(repository.environments))
+    if len(whole) <= room:
+        return whole, True
+    # Cut short, the count of blocks grows with the environments shown: find the most that fit.
+    low, high, best = 0, len(repository.environments) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        blocks = _repository_blocks(repository, index, middle)
+        if len(blocks) <= room:
+            low, best = middle + 1, blocks
+        else:
+            high = middle - 1
+    return best or [], False
+
+
+def _repository_blocks(
+    repository: RepositoryStatus, index: int, shown: int
+) -> list[dict[str, Any]]:
+    """A divider, the title and the first `shown` environments: lines share a section until
+    one has buttons, whose actions block follows its line (an action_id may appear once per
+    block; block_ids are unique in the view)."""
+    title = f"📦 *{_esc(_one_line(repository.repository) or '?', _REPO)}*"
+    if repository.problem:
+        title += "\n" + _problem_text(repository.problem)
+    if not repository.environments:
+        title += "\nNothing deployed yet."
+    blocks: list[dict[str, Any]] = [{"type": "divider"}]
+    pending = [title]
+    for position, env in enumerate(repository.environments[:shown]):
+        pending.append(repository_line(env))
+        if env.buttons:
+            blocks.extend(_section(text) for text in _packed(pending))
+            pending = []
+            sha = env.commit_sha or ""
+            elements = [
+                _button(b, env=env.name, target=b.target or env.name, sha=sha) for b in env.buttons
+            ]
+            blocks.append(
+                {"type": "actions", "block_id": f"home:{index}:{position}", "elements": elements}
+            )
+    left = len(repository.environments) - shown
+    if left:
+        pending.append(_more(left, "environment", command=repository.repository))
+    blocks.extend(_section(text) for text in _packed(pending))
+    return blocks
+
+
+def _packed(texts: Sequence[str]) -> list[str]:
+    """Join lines into as few section texts as fit `MAX_SECTION_TEXT` (each line fits alone)."""
+    sections: list[str] = []
+    for text in texts:
+        if sections and len(sections[-1]) + 1 + len(text) <= MAX_SECTION_TEXT:
+            sections[-1] += "\n" + text
+        else:
+            sections.append(text)
+    return sections
+
+
+def _change_of(env: EnvironmentStatus) -> str:
+    number = f"#{env.pr_number}" if env.pr_number is not None else ""
+    title = _esc(_one_line(env.title or ""), _TITLE)
+    text = " ".join(part for part in (number, title) if part)
+    if _line_url(env.pr_url):
+        return _link(env.pr_url, text or "commit")
+    return text
+
+
+def _lock_text(lock: LockNote) -> str:
+    text = f"🔒 *Locked* by {_esc(_one_line(lock.holder) or 'someone', _LOGIN)}"
+    if lock.since is not None:
+        text += f" since {_date(lock.since)}"
+    if lock.expires_at is not None:
+        text += f" until {_date(lock.expires_at)}"
+    reason = _esc(_one_line(lock.reason or ""), _LOCK_REASON)
+    return text + (f": {reason}" if reason else "")
+
+
+def _problem_text(problem: str) -> str:
+    return (
+        f"⚠️ The pipeline file is invalid, so nothing deploys: {_esc(_one_line(problem), _PROBLEM)}"
+    )
+
+
+def _more(count: int, noun: str, *, plural: str | None = None, command: str | None = None) -> str:
+    nouns = noun if count == 1 else plural or f"{noun}s"
+    command = _code(f"/deploy status {_one_line(command or '') or 'owner/repo'}", _REPO + 20)
+    return f"{count} more {nouns} not shown: use {command} for all of them."
+
+
+def _status_label(status: str | None) -> str:
+    """The words of `_status_style`, unescaped (for text that is escaped whole later)."""
+    if status is None:
+        return NOT_DEPLOYED[1]
+    known = STATUS_STYLE.get(str(status))
+    return known[1] if known else _clip(_one_line(str(status)) or "unknown", 40)
+
+
+def _line_url(url: str | None) -> bool:
+    return _safe_url(url) and len(url or "") <= _LINE_URL
 
 
 # --------------------------------------------------------------------------- pieces
