@@ -3,6 +3,12 @@
 The commenter needs write permission. The bot reacts 👀 to every command it takes and
 answers a refusal with a comment saying why and what to do instead. The pipeline file is
 read from the default branch, never from the pull request's head.
+
+`/deploy link <code>` is the exception: it confirms a Slack user's `/deploy link
+<github-login>` and needs no permission, since the comment itself proves its author controls
+that GitHub account. Any pull request of a repository deploybot is installed on will do, and
+it asks GitHub nothing. Only newly created comments count (a maintainer can edit anyone's
+comment), and the code is never echoed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
 from bot.pipeline.effects import PullRequestComment, Reaction
 from bot.pipeline.policy import identify, may_approve
 from bot.worker import Apply
-from storage import releases
+from storage import identities, releases
+from storage.identities import LinkOutcome
 
 WRITE = {"admin", "maintain", "write"}
 SUPPORTED = {Verb.DEPLOY, Verb.APPROVE, Verb.REJECT, Verb.ROLLBACK, Verb.HELP, Verb.STATUS}
@@ -56,6 +63,8 @@ async def handle(context: Context, payload: dict[str, Any]) -> Apply | None:
     command = parse_comment(event.comment.body)
     if command is None:
         return None
+    if command.verb is Verb.LINK:
+        return _link(context, event, command)
     facts = await _look_up(context, event, command)
 
     async def apply(session: AsyncSession) -> None:
@@ -221,6 +230,63 @@ async def _run(
         )
     if outcome.refused:
         await answer(f"@{login} {outcome.refusal}")
+
+
+_NEW_CODE = (
+    "Run `/deploy link {login}` in Slack for a new code, then comment `/deploy link <code>` "
+    "on any pull request here."
+)
+
+
+def _link(context: Context, event: IssueCommentEvent, command: Command | CommandError) -> Apply:
+    """Confirm a pending `/deploy link` with the code the commenter typed."""
+    repository, number = event.repository.full_name, event.issue.number
+    comment_id, login = event.comment.id, event.comment.user.login
+    new_code = _NEW_CODE.format(login=login)
+
+    async def apply(session: AsyncSession) -> None:
+        async def answer(text: str) -> None:
+            await releases.enqueue(
+                session, PullRequestComment(repository, number, f"answer:{comment_id}", text)
+            )
+
+        if isinstance(command, CommandError):
+            await answer(f"@{login} {command.message}\n\n{command.usage}")
+            return
+        assert command.code is not None
+        result = await identities.confirm_link(
+            session, code=command.code, github_login=login, now=context.clock()
+        )
+        if result.outcome is LinkOutcome.CONFIRMED:
+            await releases.enqueue(session, Reaction(repository, comment_id))
+            await answer(
+                f"@{login} your Slack account is now linked to this GitHub login: deploys you "
+                f"start from Slack act as @{login}, with your permission on each repository. "
+                "The code is used up; you can delete this comment."
+            )
+        elif command.code.lower() == login.lower():
+            await answer(
+                f"@{login} on a pull request, `/deploy link` takes the code deploybot showed "
+                f"you in Slack, not your login. {new_code}"
+            )
+        elif result.outcome is LinkOutcome.EXPIRED:
+            await answer(f"@{login} that link code has expired, so nothing was linked. {new_code}")
+        elif result.outcome is LinkOutcome.WRONG_LOGIN:
+            await answer(
+                f"@{login} that link code was made for a different GitHub login, so it cannot "
+                f"link yours. To link @{login}: {_lower_first(new_code)}"
+            )
+        else:
+            await answer(
+                f"@{login} that is not a link code deploybot is waiting for (codes work once, "
+                f"and asking again replaces the last one), so nothing was linked. {new_code}"
+            )
+
+    return apply
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _dry_run(pipeline: Pipeline, command: Command) -> str:

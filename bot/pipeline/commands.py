@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -29,7 +29,9 @@ class Verb(enum.StrEnum):
     """What a command asks for.
 
     Approve and reject come only from PR comments (in Slack they are buttons); subscribe,
-    unsubscribe, freeze, unfreeze and link only from Slack.
+    unsubscribe, freeze and unfreeze only from Slack. Link is both halves of one handshake:
+    in Slack it names a GitHub login (`link <github-login>`), on a PR it carries the
+    one-time code Slack gave, which proves the commenter is that login (`/deploy link <code>`).
     """
 
     DEPLOY = "deploy"
@@ -75,6 +77,8 @@ class Command:
     until: str | None = None
     login: str | None = None
     flags: frozenset[Flag] = frozenset()
+    # A one-time link code is a secret until used: kept out of reprs, so out of logs.
+    code: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +199,7 @@ class _Slot(enum.Enum):
     UNTIL = "until"  # required keyword, so a reason is never mistaken for a time
     TIME = "<time>"
     LOGIN = "<github-login>"
+    CODE = "<code>"
 
 
 class _Reason(enum.Enum):
@@ -255,6 +260,7 @@ _COMMENT_SPECS = _specs(
     _Spec(Verb.REJECT, ("/reject",), _ENV, _OPTIONAL),
     _Spec(Verb.LOCK, ("/lock",), _ENV, _OPTIONAL),
     _Spec(Verb.UNLOCK, ("/unlock",), _ENV),
+    _Spec(Verb.LINK, ("/deploy", "link"), (_Slot.CODE,)),
 )
 
 _SLACK_SPECS = _specs(
@@ -290,6 +296,7 @@ _COMMENT_WORDS: dict[str, Verb | None] = {
 }
 _HELP_WORDS = frozenset({"help", "--help", "-h", "?"})
 # `/deploy rollback stage` is what someone used to the Slack form types; it means /rollback.
+# `/deploy link <code>` too takes the word `link`: an environment named so is `/deploy to link`.
 _DEPLOY_SUBCOMMANDS = {
     verb.value: verb
     for verb in (Verb.HELP, Verb.STATUS, Verb.PAUSE, Verb.RESUME, *_COMMENT_SPECS)
@@ -431,6 +438,7 @@ def _parse_arguments(
         until=values.get(_Slot.TIME),
         login=values.get(_Slot.LOGIN),
         flags=frozenset(flags),
+        code=values.get(_Slot.CODE),
     )
 
 
@@ -450,6 +458,10 @@ def _read_slot(slot: _Slot, text: str, spec: _Spec) -> str | CommandError:
             f"{_show(text)} is not a GitHub login: letters, digits and single hyphens, "
             "at most 39, not starting or ending with a hyphen."
         )
+    if slot is _Slot.CODE:
+        # Never quoted back: it may be someone's live code, mistyped by a character.
+        code = text.strip(_QUOTES).rstrip(_PUNCTUATION).strip(_QUOTES)
+        return code if _CODE.fullmatch(code) and len(code) <= 64 else error(_BAD_CODE)
     if slot is _Slot.UNTIL:
         if text.lower() == "until":
             return "until"
@@ -462,6 +474,12 @@ def _read_slot(slot: _Slot, text: str, spec: _Spec) -> str | CommandError:
 # The pipeline file's rule (bot/pipeline/config.py), so every configured name can be typed.
 _ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,254}")
 _LOGIN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+# Loose on purpose: storage.identities decides what a code is (and forgives typing slips).
+_CODE = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+_BAD_CODE = (
+    "That is not a link code: it is the letters and digits deploybot showed you in Slack "
+    "after `/deploy link <github-login>`."
+)
 # Lenient on purpose: some old accounts predate today's rule on hyphens.
 _OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}")
 _REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -568,6 +586,11 @@ def _missing(slot: _Slot, spec: _Spec) -> str:
         return f"`{spec.name}` needs an environment."
     if slot is _Slot.LOGIN:
         return f"`{spec.name}` needs your GitHub login."
+    if slot is _Slot.CODE:
+        return (
+            f"`{spec.name}` needs the code deploybot showed you in Slack after "
+            "`/deploy link <github-login>`."
+        )
     if slot is _Slot.UNTIL:
         return f"`{spec.name}` needs `until <time>` and a reason."
     if slot is _Slot.TIME:
@@ -603,6 +626,7 @@ def _slot_values(command: Command) -> dict[_Slot, str]:
         _Slot.REPOSITORY: command.repository,
         _Slot.TIME: command.until,
         _Slot.LOGIN: command.login,
+        _Slot.CODE: command.code,
     }
     if command.repository is not None:
         at_ref = f"@{command.ref}" if command.ref else ""

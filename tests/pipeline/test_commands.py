@@ -137,6 +137,13 @@ COMMENTS = [
     ("/deploy to status", deploy("status")),
     ("/deploy to to", deploy("to")),
     ("/deploy --force to help", deploy("help", FORCE)),
+    ("/deploy to link", deploy("link")),
+    # confirming a Slack `/deploy link <github-login>`: the code as typed (storage forgives case)
+    ("/deploy link 7K3QD9XW2M", on(Verb.LINK, code="7K3QD9XW2M")),
+    ("/deploy link 7k3qd-9xw2m", on(Verb.LINK, code="7k3qd-9xw2m")),
+    ("/Deploy LINK `7K3QD9XW2M`.", on(Verb.LINK, code="7K3QD9XW2M")),
+    ("`/deploy link 7K3QD9XW2M`", on(Verb.LINK, code="7K3QD9XW2M")),
+    ("/deploy link 7K3QD9XW2M thanks!", on(Verb.LINK, code="7K3QD9XW2M")),
     # help
     ("/deploy --help", on(Verb.HELP)),
     ("/deploy -h", on(Verb.HELP)),
@@ -200,6 +207,16 @@ NOT_AN_ENV = (
 ON_A_PR = (
     "is not an environment name. On a pull request, commands act on its repository and "
     "head commit: name only the environment."
+)
+
+CODE_USAGE = "Usage: `/deploy link <code>`"
+NO_CODE = (
+    "`/deploy link` needs the code deploybot showed you in Slack after "
+    "`/deploy link <github-login>`."
+)
+BAD_CODE = (
+    "That is not a link code: it is the letters and digits deploybot showed you in Slack "
+    "after `/deploy link <github-login>`."
 )
 
 COMMENT_ERRORS = [
@@ -282,6 +299,17 @@ COMMENT_ERRORS = [
     ("/deploy :rocket:", f"`:rocket:` {NOT_AN_ENV}", DEPLOY_USAGE),
     ("/deploy <@U123>", f"`<@U123>` {ON_A_PR}", DEPLOY_USAGE),
     ("/deploy " + "a" * 300, f"`{'a' * 39}…` {NOT_AN_ENV}", DEPLOY_USAGE),
+    ("/deploy link", NO_CODE, CODE_USAGE),
+    ("/deploy link   \n 7K3QD9XW2M", NO_CODE, CODE_USAGE),
+    ("/deploy link 7K3QD$9XW2M", BAD_CODE, CODE_USAGE),
+    ("/deploy link -7K3QD9XW2M", BAD_CODE, CODE_USAGE),
+    ("/deploy link " + "A" * 65, BAD_CODE, CODE_USAGE),
+    ("/deploy link <@U0MONA>", BAD_CODE, CODE_USAGE),
+    (
+        "/deploy link 7K3QD9XW2M --force",
+        "`--force` does not apply to `/deploy link`.",
+        CODE_USAGE,
+    ),
 ]
 
 
@@ -300,6 +328,23 @@ def test_comment_errors_say_what_was_wrong_and_the_right_form(
 def test_comment_error_names_the_verb_it_was_meant_to_be() -> None:
     error = parse_comment("/rollback")
     assert isinstance(error, CommandError) and error.verb is Verb.ROLLBACK
+    error = parse_comment("/deploy link")
+    assert isinstance(error, CommandError) and error.verb is Verb.LINK
+
+
+def test_a_link_code_stays_out_of_reprs_and_errors() -> None:
+    """A live code must not reach the logs, nor be quoted back on a public pull request."""
+    command = parse_comment("/deploy link 7K3QD9XW2M")
+    assert isinstance(command, Command) and command.code == "7K3QD9XW2M"
+    assert "7K3QD9XW2M" not in repr(command)
+    error = parse_comment("/deploy link 7K3QD9XW2M#")
+    assert isinstance(error, CommandError) and "7K3QD9XW2M" not in error.text
+
+
+def test_link_takes_a_login_in_slack_and_a_code_on_a_pull_request() -> None:
+    assert parse_slash("link octocat") == Command(Verb.LINK, login="octocat")
+    assert parse_comment("/deploy link octocat") == Command(Verb.LINK, code="octocat")
+    assert "link" not in COMMENT_USAGE  # the Slack answer says what to type
 
 
 # ------------------------------------------------------------------ Slack
@@ -729,6 +774,9 @@ def test_each_verb_renders_only_where_it_exists() -> None:
             "freeze acme/api until +2h incident",
         ),
         (deploy("stage", repository="acme/api", ref="v1"), "/deploy stage", "acme/api@v1 to stage"),
+        (on(Verb.LINK, code="7K3QD9XW2M"), "/deploy link 7K3QD9XW2M", None),
+        (on(Verb.LINK, login="octocat"), None, "link octocat"),
+        (deploy("link"), "/deploy to link", None),
     ],
 )
 def test_render(command: Command, comment: str | None, slash: str | None) -> None:
@@ -742,6 +790,10 @@ def test_render(command: Command, comment: str | None, slash: str | None) -> Non
 
 environments = st.from_regex(r"[a-z0-9](?:[a-z0-9._-]{0,14}[a-z0-9])?", fullmatch=True)
 logins = st.from_regex(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8}){0,3}", fullmatch=True)
+codes = st.one_of(
+    st.text("0123456789ABCDEFGHJKMNPQRSTVWXYZ", min_size=10, max_size=10),
+    st.from_regex(r"[A-Za-z0-9]{1,10}(?:-[A-Za-z0-9]{1,10}){0,3}", fullmatch=True),
+)
 repositories = st.builds(
     "{}/{}".format,
     st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,20}", fullmatch=True),
@@ -793,6 +845,7 @@ comment_commands = st.one_of(
         environments,
         st.none() | reasons,
     ),
+    st.builds(lambda code: Command(Verb.LINK, code=code), codes),
 )
 
 slash_commands = st.one_of(
@@ -942,7 +995,15 @@ def test_rendered_slack_text_parses_back(command: Command) -> None:
     assert parse_slash(slack_escaped(render_slash(command))) == command
 
 
-COMMENT_LEADS = ["/deploy", "/deploy pause", "/rollback", "/approve", "/reject", "/lock"]
+COMMENT_LEADS = [
+    "/deploy",
+    "/deploy pause",
+    "/deploy link",
+    "/rollback",
+    "/approve",
+    "/reject",
+    "/lock",
+]
 SLACK_LEADS = [
     "acme/api",
     "acme/api@v1 to",
