@@ -49,3 +49,12 @@ def may_approve(
         elif isinstance(approver, RepoAdmins) and person.github and is_admin:
             return True
     return False
+
+
+def needs_confirmation(pipeline: Pipeline, environment: str) -> bool:
+    """Production-like environments (the last in promotion order, or any that needs
+    approvals) ask people to confirm a deploy or rollback before it starts."""
+    env = pipeline.environment(environment)
+    if env is None:
+        return False
+    return env.approvals > 0 or env.name == pipeline.environments[-1].name

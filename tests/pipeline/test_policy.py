@@ -4,7 +4,13 @@ import pytest
 
 from bot.pipeline.config import GitHubTeam, parse_pipeline
 from bot.pipeline.models import Person
-from bot.pipeline.policy import identify, may_approve, needs_admin_check, teams_to_check
+from bot.pipeline.policy import (
+    identify,
+    may_approve,
+    needs_admin_check,
+    needs_confirmation,
+    teams_to_check,
+)
 
 PIPELINE = parse_pipeline(
     """
@@ -51,3 +57,21 @@ def test_without_approvers_repository_admins_approve() -> None:
     assert may_approve(STAGE, Person(github="erin"), is_admin=True)
     assert not may_approve(STAGE, Person(github="erin"), is_admin=False)
     assert teams_to_check(PRODUCTION) == (SRE,)
+
+
+@pytest.mark.parametrize(
+    ("text", "environment", "confirm"),
+    [
+        (None, "production", True),  # the default pipeline: last, and needs an approval
+        (None, "stage", False),
+        (None, "dev", False),
+        ("environments: [{name: a}, {name: b}]", "b", True),  # last in promotion order
+        ("environments: [{name: a, approvals: 1}, {name: b}]", "A", True),
+        ("environments: [{name: a}, {name: b}]", "nowhere", False),
+    ],
+)
+def test_production_like_environments_ask_for_confirmation(
+    text: str | None, environment: str, confirm: bool
+) -> None:
+    pipeline = parse_pipeline(text or "")
+    assert needs_confirmation(pipeline, environment) is confirm
