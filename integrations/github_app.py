@@ -108,6 +108,19 @@ class Repository:
 
 
 @dataclass(frozen=True)
+class Commit:
+    sha: str
+    message: str
+    author_login: str | None
+    html_url: str
+
+    @property
+    def title(self) -> str:
+        """The first line of the commit message."""
+        return self.message.strip().split("\n", 1)[0]
+
+
+@dataclass(frozen=True)
 class Deployment:
     id: int
     sha: str
@@ -396,6 +409,17 @@ class InstallationClient:
             await self._github.rest.reactions.async_create_for_issue_comment(
                 owner, repo, comment_id, data={"content": content}
             )
+
+    async def get_commit(self, *, owner: str, repo: str, ref: str) -> Commit:
+        """The commit a branch, tag or (short) sha names; GitHubValidationFailed when none."""
+        async with _translated_errors():
+            data = (await self._github.rest.repos.async_get_commit(owner, repo, ref)).json()
+        return Commit(
+            sha=data["sha"],
+            message=(data.get("commit") or {}).get("message") or "",
+            author_login=(data.get("author") or {}).get("login"),
+            html_url=data.get("html_url") or "",
+        )
 
     async def get_pull(self, *, owner: str, repo: str, number: int) -> PullRequest:
         async with _translated_errors():

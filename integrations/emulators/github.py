@@ -382,6 +382,8 @@ class GitHubEmulator(LoopbackServer):
         self._statuses: dict[int, list[dict[str, Any]]] = {}
         self._files: dict[tuple[str, str, str, str | None], str] = {}
         self._permissions: dict[tuple[str, str, str], str] = {}
+        self._refs: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+        self._default_branches: dict[tuple[str, str], str] = {}
 
     # lifecycle (start, stop, serve_forever, `with`, `async with`): LoopbackServer
 
@@ -509,6 +511,29 @@ class GitHubEmulator(LoopbackServer):
             raise ValueError(f"unknown permission {permission!r}")
         with self._lock:
             self._permissions[(owner.lower(), repo.lower(), login.lower())] = permission
+
+    def set_ref(
+        self,
+        owner: str,
+        repo: str,
+        ref: str,
+        sha: str,
+        *,
+        message: str = "A commit",
+        author: str = "octocat",
+    ) -> None:
+        """Make branch or tag `ref` point at commit `sha` (`repos/get-commit` resolves it).
+        A full 40-character sha resolves without this; other unknown refs answer 422."""
+        with self._lock:
+            commit = {"sha": sha, "message": message, "author": author}
+            refs = self._refs.setdefault((owner.lower(), repo.lower()), {})
+            refs[ref] = commit
+            refs[sha] = commit
+
+    def set_default_branch(self, owner: str, repo: str, branch: str) -> None:
+        """What `repos/get` answers as the repository's default branch."""
+        with self._lock:
+            self._default_branches[(owner.lower(), repo.lower())] = branch
 
     def deployments(self, owner: str, repo: str) -> list[dict[str, Any]]:
         """The deployments created so far in a repository, newest first."""
@@ -667,6 +692,30 @@ class GitHubEmulator(LoopbackServer):
         answer["name"] = params["repo"]
         answer["full_name"] = f"{params['owner']}/{params['repo']}"
         answer["owner"]["login"] = params["owner"]
+        branch = self._default_branches.get(self._repo_key(params))
+        if branch is not None:
+            answer["default_branch"] = branch
+        return _json(op.status, answer)
+
+    def _op_repos_get_commit(self, op: Operation, params, query, body):
+        ref = params["ref"]
+        refs = self._refs.get(self._repo_key(params), {})
+        commit = refs.get(ref) or refs.get(ref.removeprefix("heads/").removeprefix("tags/"))
+        if commit is None:
+            prefix = [c for key, c in refs.items() if len(ref) >= 7 and key.startswith(ref)]
+            commit = prefix[0] if len(prefix) == 1 else None
+        if commit is None and _SHA.fullmatch(ref):
+            commit = {"sha": ref, "message": "A commit", "author": "octocat"}
+        if commit is None:
+            return _json(422, _error(f"No commit found for SHA: {ref}", 422))
+        answer = copy.deepcopy(op.example)
+        answer["sha"] = commit["sha"]
+        answer["html_url"] = (
+            f"https://github.com/{params['owner']}/{params['repo']}/commit/" + (commit["sha"])
+        )
+        answer["commit"]["message"] = commit["message"]
+        if isinstance(answer.get("author"), dict):
+            answer["author"]["login"] = commit["author"]
         return _json(op.status, answer)
 
     def _op_repos_create_deployment(self, op: Operation, params, query, body):
