@@ -56,7 +56,7 @@ async def deploy(
     env = pipeline.environment(environment)
     name = env.name if env is not None else environment
     target = await releases.environment_history(
-        session, repository=release.repository, environment=name
+        session, repository=release.repository, environment=name, now=now
     )
     succeeded = await releases.succeeded_environments(
         session, repository=release.repository, commit_sha=release.commit_sha
@@ -276,9 +276,11 @@ async def rollback(
     requester: Person,
     now: datetime,
     from_release: int | None = None,
+    target_sha: str | None = None,
 ) -> tuple[Outcome, ReleaseRow | None]:
-    """Roll an environment back to the previous good commit, on someone's request. The
-    rollback belongs to the release that is being undone (its thread tells the story)."""
+    """Roll an environment back to `target_sha` (chosen by the requester from the commits
+    that succeeded there), else to the previous good commit. The rollback belongs to the
+    release that is being undone (its thread tells the story)."""
     found = await releases.current_in_environment(
         session, repository=repository, environment=environment
     )
@@ -293,12 +295,13 @@ async def rollback(
         ), None
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
-    target_sha = await releases.previous_good_sha(
-        session,
-        repository=repository,
-        environment=current.environment,
-        other_than=current.commit_sha,
-    )
+    if target_sha is None:
+        target_sha = await releases.previous_good_sha(
+            session,
+            repository=repository,
+            environment=current.environment,
+            other_than=current.commit_sha,
+        )
     outcome = await _with_new_id(
         session,
         lambda new_id: machine.request_rollback(

@@ -94,3 +94,18 @@ async def installation_for(session: AsyncSession, *, full_name: str) -> int | No
         )
     )
     return result.scalar_one_or_none()
+
+
+async def find_repository(session: AsyncSession, *, name: str) -> Repository | None:
+    """The installed repository `owner/name` (as people type it: any case)."""
+    result = await session.execute(
+        sa.select(Repository)
+        .join(Installation, Installation.id == Repository.installation_id)
+        .where(
+            sa.func.lower(Repository.full_name) == name.lower(),
+            Repository.removed.is_(False),
+            Installation.removed.is_(False),
+            Installation.suspended.is_(False),
+        )
+    )
+    return result.scalar_one_or_none()

@@ -18,11 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.pipeline.effects import Effect
 from bot.pipeline.machine import Outcome, Release
 from bot.pipeline.models import Decision, EnvironmentHistory, Kind, Person, Rollout, Status
-from storage import leases, outbox
+from storage import leases, locks, outbox
 from storage.models import (
     ACTIVE_STATUSES,
     Approval,
-    Lock,
     utcnow,
 )
 from storage.models import (
@@ -71,6 +70,44 @@ async def release_for_pr(
         )
     )
     return result.scalar_one_or_none()
+
+
+async def release_for_commit(
+    session: AsyncSession,
+    *,
+    repository: str,
+    commit_sha: str,
+    title: str,
+    author: str,
+    head_ref: str | None,
+    commit_url: str | None,
+) -> ReleaseRow:
+    """The release that carries a commit deployed by name (`/deploy acme/api@main to stage`):
+    the open pull request whose head it is, else the commit's own release (created once)."""
+    found = (
+        await session.execute(
+            sa.select(ReleaseRow)
+            .where(ReleaseRow.repository == repository, ReleaseRow.commit_sha == commit_sha)
+            .where(sa.or_(ReleaseRow.pr_number.is_(None), ReleaseRow.pr_state == "open"))
+            # The pull request's thread first: that is where its people look.
+            .order_by(ReleaseRow.pr_number.is_(None), ReleaseRow.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if found is not None:
+        return found
+    row = ReleaseRow(
+        repository=repository,
+        commit_sha=commit_sha,
+        title=title,
+        author=author,
+        head_ref=head_ref,
+        pr_url=commit_url,
+        pr_state="open",
+    )
+    session.add(row)
+    await session.flush()
+    return row
 
 
 async def get_release(session: AsyncSession, *, release_id: int) -> ReleaseRow | None:
@@ -211,7 +248,7 @@ async def reserve_rollout_id(session: AsyncSession) -> int:
 
 
 async def environment_history(
-    session: AsyncSession, *, repository: str, environment: str
+    session: AsyncSession, *, repository: str, environment: str, now: datetime | None = None
 ) -> EnvironmentHistory:
     """What holds the environment now, what last succeeded there, and its lock."""
     active_row = (
@@ -224,14 +261,12 @@ async def environment_history(
         )
     ).scalar_one_or_none()
     active = (await values(session, [active_row]))[0] if active_row is not None else None
-    lock = (
-        await session.execute(
-            sa.select(Lock).where(Lock.repository == repository, Lock.environment == environment)
-        )
-    ).scalar_one_or_none()
+    lock = await locks.get(session, repository=repository, environment=environment)
+    if lock is not None and not lock.held_at(now or utcnow()):
+        lock = None  # an expired lock holds nothing
     return EnvironmentHistory(
         active=active,
-        lock_holder=_person(lock.holder_github, lock.holder_slack) if lock else None,
+        lock_holder=lock.holder if lock else None,
         lock_reason=lock.reason if lock else None,
     )
 
@@ -394,6 +429,28 @@ async def previous_good_sha(
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+async def good_commits(
+    session: AsyncSession, *, repository: str, environment: str, other_than: str, limit: int
+) -> list[Rollout]:
+    """The newest successful rollout of each commit (other than `other_than`) in the
+    environment, newest first: what a rollback may go back to."""
+    rows = await session.execute(
+        sa.select(RolloutRow)
+        .where(
+            RolloutRow.repository == repository,
+            sa.func.lower(RolloutRow.environment) == environment.lower(),
+            RolloutRow.status == Status.SUCCESS.value,
+            RolloutRow.commit_sha != other_than,
+        )
+        .order_by(RolloutRow.id.desc())
+        .limit(limit * 4)  # the same commit may have succeeded there several times
+    )
+    newest: dict[str, RolloutRow] = {}
+    for row in rows.scalars():
+        newest.setdefault(row.commit_sha, row)
+    return await values(session, list(newest.values())[:limit])
 
 
 async def postpone_check(session: AsyncSession, *, rollout_id: int, until: datetime) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.github.payloads import RepositoryRef
 from bot.pipeline.config import Environment, GitHubTeam, Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.policy import needs_admin_check, teams_to_check
-from integrations.github_app import GitHubApp, InstallationClient
+from integrations.github_app import Deployment, GitHubApp, InstallationClient
 from storage.models import ChannelSubscription, utcnow
 
 
@@ -90,11 +90,27 @@ async def github_last_good(
     """The newest commit GitHub records as successfully deployed to `environment` (other than
     `other_than`): the rollback target when deploybot's own records have none, e.g. for
     deploys made before it was installed."""
+    found = await github_good_commits(
+        client, repository=repository, environment=environment, other_than=other_than, limit=1
+    )
+    return found[0].sha if found else None
+
+
+async def github_good_commits(
+    client: InstallationClient,
+    *,
+    repository: str,
+    environment: str,
+    other_than: str,
+    limit: int,
+) -> list[Deployment]:
+    """GitHub's deployments to `environment` that succeeded, newest first, one per commit."""
     owner, name = repository.split("/", 1)
+    found: list[Deployment] = []
     for deployment in await client.list_deployments(
         owner=owner, repo=name, environment=environment
     ):
-        if deployment.sha == other_than:
+        if deployment.sha == other_than or any(d.sha == deployment.sha for d in found):
             continue
         statuses = await client.list_deployment_statuses(
             owner=owner, repo=name, deployment_id=deployment.id
@@ -102,5 +118,7 @@ async def github_last_good(
         # GitHub marks older successful deployments `inactive` after a newer one: any
         # `success` in the history means the commit ran there.
         if any(status.state == "success" for status in statuses):
-            return deployment.sha
-    return None
+            found.append(deployment)
+            if len(found) >= limit:
+                break
+    return found
