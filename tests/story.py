@@ -38,6 +38,11 @@ def example(path: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((EXAMPLES / path).read_text()))
 
 
+def slack_shape(path: str) -> dict[str, Any]:
+    """One of the java-slack-sdk payload shapes (every field, values blank), to fill in."""
+    return json.loads((CORPORA / "slack-payload-shapes" / path).read_text())
+
+
 def _ours(payload: dict[str, Any]) -> dict[str, Any]:
     repository = payload["repository"]
     repository.update(id=REPOSITORY_ID, name=NAME, full_name=REPOSITORY, default_branch="main")
@@ -176,6 +181,49 @@ class Story:
         )
         await self.settle()
         return response
+
+    async def slash(self, text: str, *, user: str, channel: str = CHANNEL) -> httpx.Response:
+        """Type `/deploy <text>` in Slack: the corpus's slash-command shape, filled in, with a
+        response_url and a trigger_id the emulator knows."""
+        payload = slack_shape("slash-commands/SlashCommandPayload.json")
+        payload.update(
+            team_id="T0001",
+            team_domain="acme",
+            api_app_id="A0001",
+            channel_id=channel,
+            channel_name="deploys",
+            user_id=user,
+            user_name=user.lower(),
+            command="/deploy",
+            text=text,
+            response_url=self.slack.response_url(channel=channel, user=user),
+            trigger_id=f"{time.time():.6f}.trigger",
+        )
+        body = urlencode(payload).encode()
+        return await self.client.post(
+            "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+        )
+
+    async def submit(
+        self, view: dict[str, Any], *, user: str, values: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """Press a modal's submit button: the corpus's view_submission shape around `view`."""
+        payload = slack_shape("views/ViewSubmissionPayload.json")
+        payload["team"].update(id="T0001", domain="acme")
+        payload["user"].update(id=user, username=user.lower(), name=user.lower(), team_id="T0001")
+        payload.update(api_app_id="A0001", trigger_id=f"{time.time():.6f}.trigger")
+        submitted = payload["view"]
+        submitted.update(
+            id=view.get("id") or "V0001",
+            type="modal",
+            callback_id=view["callback_id"],
+            private_metadata=view.get("private_metadata", ""),
+            state={"values": values or {}},
+        )
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return await self.client.post(
+            "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
+        )
 
     async def settle(self, *, allow_dead: bool = False) -> None:
         """Wait until every delivery is handled and every effect sent (or, with

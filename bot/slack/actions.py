@@ -1,4 +1,10 @@
-"""Button clicks on deploybot's messages: Approve, Reject, Promote, Rollback."""
+"""Button clicks on deploybot's messages: Approve, Reject, Promote, Rollback.
+
+Approve and Reject are decided in the database (two clicks at once give one deployment);
+Promote deploys the thread's commit to the next environment; Rollback opens a modal to pick
+the commit to go back to. A click whose moment has passed (decided, superseded, moved on)
+is answered ephemerally and the board is drawn again, so the buttons match the state.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
 from bot.github.context import approver_facts
+from bot.identity import person_for_slack
 from bot.pipeline.config import PipelineError
-from bot.pipeline.policy import identify, may_approve
+from bot.pipeline.effects import RefreshBoard
+from bot.pipeline.policy import may_approve
 from bot.slack.blocks import escape
+from bot.slack.commands import SlashCommands
+from bot.slack.home import home_for
 from integrations.github_app import GitHubApp, GitHubError
 from storage import installations, releases
+from storage.models import Release as ReleaseRow
 from storage.models import utcnow
 
 log = structlog.get_logger(__name__)
@@ -37,10 +48,12 @@ class ButtonActions:
         sessions: async_sessionmaker[AsyncSession],
         github: GitHubApp,
         on_change: Callable[[], None],
+        commands: SlashCommands,
     ) -> None:
         self.sessions = sessions
         self.github = github
         self.on_change = on_change
+        self.commands = commands
 
     async def click(
         self, *, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
@@ -49,12 +62,41 @@ class ButtonActions:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
         )
-        if action.get("action_id") in {"rollback", "promote"}:
-            refusal = await self._release_action(user, action)
+        action_id = action.get("action_id")
+        if action_id == "rollback":
+            refusal = await self._rollback(user, action, body, client)
+        elif action_id == "promote":
+            refusal = await self._promote(user, action)
         else:
             refusal = await self._decide(user, action)
-        if refusal is not None and channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=escape(refusal))
+        # The rollback refusal is written as mrkdwn already; the core's are plain text.
+        text = refusal if refusal is None or action_id == "rollback" else escape(refusal)
+        if (body.get("view") or {}).get("type") == "home":
+            # A home tab cannot show an ephemeral message: draw it again, saying why.
+            view = await home_for(self.sessions, user=user, notice=text and f"⚠️ {text}")
+            await client.views_publish(user_id=user, view=view)
+            return
+        if text is not None and channel:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await self._refresh(action, stamp=str(action.get("action_ts") or utcnow().timestamp()))
+
+    async def _refresh(self, action: dict[str, Any], *, stamp: str) -> None:
+        """Draw the clicked thread's board again, so stale buttons give way to current ones."""
+        release_id = _release_id_of(str(action.get("value", "")))
+        if release_id is None:
+            rollout_id = rollout_id_of(str(action.get("value", "")))
+            if rollout_id is None:
+                return
+            async with self.sessions() as session:
+                found = await releases.get_rollout(session, rollout_id=rollout_id)
+            release_id = found[0].release_id if found else None
+        if release_id is None:
+            return
+        async with self.sessions.begin() as session:
+            if await releases.get_release(session, release_id=release_id) is None:
+                return
+            await releases.enqueue(session, RefreshBoard(release_id, f"stale-click:{stamp}"))
+        self.on_change()
 
     async def _decide(self, user: str, action: dict[str, Any]) -> str | None:
         rollout_id = rollout_id_of(str(action.get("value", "")))
@@ -79,7 +121,8 @@ class ButtonActions:
         except PipelineError:
             return "The repository's pipeline file is invalid; fix it before approving."
         env = pipeline.environment(found[1].environment)
-        person = identify(pipeline, slack=user)
+        async with self.sessions() as session:
+            person = await person_for_slack(session, pipeline=pipeline, slack_user=user)
         member_of, is_admin = frozenset(), False
         if env is not None and installation_id is not None and person.github:
             try:
@@ -111,31 +154,47 @@ class ButtonActions:
             self.on_change()
         return outcome.refusal
 
-    async def _release_action(self, user: str, action: dict[str, Any]) -> str | None:
-        """Promote (`promote:<release>:<env>`) or roll back (`rollback:<release>:<env>`), for
-        someone whose GitHub login the pipeline file knows and who may write to the repo."""
-        kind, _, rest = str(action.get("value", "")).partition(":")
-        release_id, _, environment = rest.partition(":")
-        if kind != action.get("action_id") or not release_id.isdigit() or not environment:
-            return "That button is not one of deploybot's."
-        async with self.sessions() as session:
-            release = await releases.get_release(session, release_id=int(release_id))
-            installation_id = (
-                await installations.installation_for(session, full_name=release.repository)
-                if release is not None
-                else None
-            )
-        if release is None or installation_id is None:
+    async def _rollback(
+        self, user: str, action: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
+    ) -> str | None:
+        """Open the rollback modal (`rollback:<release>:<env>`) for someone who may roll back."""
+        found = await self._release_of(action, "rollback")
+        if isinstance(found, str):
+            return found
+        release, environment = found
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        return await self.commands.start_rollback(
+            client,
+            user=user,
+            trigger_id=str(body.get("trigger_id") or ""),
+            repository=release.repository,
+            environment=environment,
+            meta={"channel": channel, "release": release.id},
+        )
+
+    async def _promote(self, user: str, action: dict[str, Any]) -> str | None:
+        """Deploy the thread's commit to the next environment (`promote:<release>:<env>`), for
+        someone deploybot knows on GitHub who may write to the repository."""
+        found = await self._release_of(action, "promote")
+        if isinstance(found, str):
+            return found
+        release, environment = found
+        installation_id = await self._installation(release.repository)
+        if installation_id is None:
             return "That repository is no longer deployed by deploybot."
         try:
             pipeline = conductor.pipeline_of(release)
         except PipelineError:
             return "The repository's pipeline file is invalid; fix it first."
-        person = identify(pipeline, slack=user)
+        async with self.sessions() as session:
+            person = await person_for_slack(session, pipeline=pipeline, slack_user=user)
         if not person.github:
             return (
                 "deploybot does not know your GitHub login, so it cannot check your permission. "
-                "Ask for it to be added under `users:` in the pipeline file."
+                "Link it with `/deploy link <github-login>`, or ask for it to be added under "
+                "`users:` in the pipeline file."
             )
         owner, name = release.repository.split("/", 1)
         try:
@@ -148,21 +207,36 @@ class ButtonActions:
         if permission not in {"admin", "maintain", "write"}:
             return f"This needs write permission on {release.repository}."
         async with self.sessions.begin() as session:
-            if kind == "rollback":
-                outcome, _ = await conductor.rollback(
-                    session,
-                    repository=release.repository,
-                    environment=environment,
-                    requester=person,
-                    now=utcnow(),
-                    from_release=int(release_id),
-                )
-            else:
-                fresh = await releases.get_release(session, release_id=int(release_id))
-                assert fresh is not None
-                outcome = await conductor.deploy(
-                    session, release=fresh, environment=environment, requester=person, now=utcnow()
-                )
+            fresh = await releases.get_release(session, release_id=release.id or 0)
+            assert fresh is not None
+            outcome = await conductor.deploy(
+                session, release=fresh, environment=environment, requester=person, now=utcnow()
+            )
         if outcome.effects:
             self.on_change()
         return outcome.refusal
+
+    async def _release_of(self, action: dict[str, Any], kind: str) -> tuple[ReleaseRow, str] | str:
+        value = str(action.get("value", ""))
+        release_id = _release_id_of(value)
+        environment = value.split(":", 2)[2] if release_id is not None else ""
+        if release_id is None or not value.startswith(f"{kind}:") or not environment:
+            return "That button is not one of deploybot's."
+        async with self.sessions() as session:
+            release = await releases.get_release(session, release_id=release_id)
+        if release is None:
+            return "That release no longer exists."
+        return release, environment
+
+    async def _installation(self, repository: str) -> int | None:
+        async with self.sessions() as session:
+            return await installations.installation_for(session, full_name=repository)
+
+
+def _release_id_of(value: str) -> int | None:
+    """The release a promote or rollback button names (`<kind>:<release>:<env>`)."""
+    kind, _, rest = value.partition(":")
+    release_id, _, environment = rest.partition(":")
+    if kind not in {"promote", "rollback"} or not release_id.isdigit() or not environment:
+        return None
+    return int(release_id)

@@ -426,16 +426,23 @@ def repository_status(repository: RepositoryStatus) -> Message:
 
 
 def home_view(
-    usage: str, repositories: Sequence[RepositoryStatus] = (), *, more: int = 0
+    usage: str,
+    repositories: Sequence[RepositoryStatus] = (),
+    *,
+    more: int = 0,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """The App Home tab: each repository's environments with the thread board's buttons,
     then how to drive deploybot (`usage`, our own mrkdwn).
 
     Repositories are shown in the order given while they fit in a home tab's 100 blocks (the
     one that does not fit whole shows the environments that do); a note counts the ones left
-    out, including `more` the caller did not pass at all.
+    out, including `more` the caller did not pass at all. `notice` (our own mrkdwn) answers
+    the click that republished the tab, since a home tab cannot show ephemeral messages.
     """
     blocks: list[dict[str, Any]] = [_header("deploybot")]
+    if notice:
+        blocks.append(_section(_clip(notice, MAX_SECTION_TEXT)))
     if repositories:
         blocks.append(
             _context(

@@ -41,7 +41,11 @@ _ROLLBACK_FROM = frozenset({Status.SUCCESS, Status.FAILURE, Status.VERIFYING})
 
 
 async def home_for(
-    sessions: async_sessionmaker[AsyncSession], *, user: str, team_url: str | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    user: str,
+    team_url: str | None = None,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """The App Home view for `user` (every subscribed repository, the same for everyone).
 
@@ -63,7 +67,7 @@ async def home_for(
             + SLACK_USAGE
         )
     statuses = [repository_status_of(o, buttons=True, team_url=team_url) for o in overviews]
-    return blocks.home_view(SLACK_USAGE, statuses, more=len(names) - len(overviews))
+    return blocks.home_view(SLACK_USAGE, statuses, more=len(names) - len(overviews), notice=notice)
 
 
 def status_message(overview: RepositoryOverview, *, team_url: str | None = None) -> Message:

@@ -13,10 +13,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.pipeline.commands import SLACK_USAGE, is_help
 from bot.settings import Settings
+from bot.slack import modals
 from bot.slack.actions import ButtonActions
-from bot.slack.blocks import escape, home_view
+from bot.slack.commands import Invocation, SlashCommands
+from bot.slack.home import home_for
 from integrations.github_app import GitHubApp
 
 
@@ -48,11 +49,20 @@ def build_slack_app(
         request_verification_enabled=signing_secret is not None,
         process_before_response=False,
     )
-    register(app, ButtonActions(sessions=sessions, github=github, on_change=on_change))
+    commands = SlashCommands(
+        sessions=sessions,
+        github=github,
+        on_change=on_change,
+        config_path=settings.deploybot_config_path,
+    )
+    buttons = ButtonActions(
+        sessions=sessions, github=github, on_change=on_change, commands=commands
+    )
+    register(app, buttons, commands)
     return app
 
 
-def register(app: AsyncApp, buttons: ButtonActions) -> None:
+def register(app: AsyncApp, buttons: ButtonActions, commands: SlashCommands) -> None:
     @app.action("approve")
     @app.action("reject")
     @app.action("rollback")
@@ -62,18 +72,40 @@ def register(app: AsyncApp, buttons: ButtonActions) -> None:
         await buttons.click(body=body, action=action, client=client)
 
     @app.command("/deploy")
-    async def deploy_command(ack: Any, command: dict[str, Any]) -> None:
-        text = command.get("text") or ""
-        if is_help(text):
-            await ack(response_type="ephemeral", text=SLACK_USAGE)
+    async def deploy_command(ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+        answer = commands.immediate(command.get("text") or "")
+        if answer is not None:
+            await ack(response_type="ephemeral", text=answer)
             return
-        first = escape(text.split()[0][:50])
-        await ack(
-            response_type="ephemeral",
-            text=f"`/deploy {first}` is not available yet.\n\n{SLACK_USAGE}",
+        await ack()
+        await commands.run(Invocation.from_command(command), client)
+
+    @app.view(modals.CONFIRM)
+    async def confirmed(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        invocation = Invocation.confirmed_from(
+            modals.read_metadata(body.get("view") or {}), user=body["user"]["id"]
+        )
+        if invocation is not None:
+            await commands.run(invocation, client)
+
+    @app.view(modals.ROLLBACK)
+    async def rollback_chosen(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        target = modals.chosen_target(view)
+        if target is None:
+            await ack(
+                response_action="errors",
+                errors={modals.TARGET_BLOCK: "Choose the commit to roll back to."},
+            )
+            return
+        await ack()
+        await commands.roll_back_to(
+            user=body["user"]["id"], meta=modals.read_metadata(view), target=target, client=client
         )
 
     @app.event("app_home_opened")
     async def app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") == "home":
-            await client.views_publish(user_id=event["user"], view=home_view(SLACK_USAGE))
+            view = await home_for(commands.sessions, user=event["user"])
+            await client.views_publish(user_id=event["user"], view=view)

@@ -92,7 +92,7 @@ async def test_unknown_subcommand_is_explained_with_usage(client: httpx.AsyncCli
         "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
     )
     text = response.json()["text"]
-    assert "not available yet" in text and "Usage" in text
+    assert "is not a subcommand" in text and "Usage" in text
     assert "<!channel>" not in text
 
 

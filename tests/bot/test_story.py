@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from bot.slack import modals
 from tests.story import (
     CHANNEL,
     NAME,
@@ -212,8 +213,16 @@ async def test_rollback_on_request_by_comment_and_by_button(story: Story, health
             else False
         )
     )
-    value = values[-1]  # PR 2's board
+    value = values[-1]  # PR 2's board: a modal to pick the commit, the newest preselected
     await story.click("rollback", value, "U0BOB")
+    await story.eventually(lambda: bool(story.slack.views))
+    (view,) = story.slack.views.values()
+    (picker,) = [b for b in view["blocks"] if b.get("block_id") == modals.TARGET_BLOCK]
+    assert [o["value"] for o in picker["element"]["options"]] == [first]
+    chosen = {"type": "radio_buttons", "selected_option": picker["element"]["initial_option"]}
+    await story.submit(
+        view, user="U0BOB", values={modals.TARGET_BLOCK: {modals.TARGET_ACTION: chosen}}
+    )
     await story.eventually(lambda: len(story.deployments("stage")) == 3)
     assert story.deployments("stage")[0]["sha"] == first
     assert story.github.invalid_requests == [] and story.slack.invalid_calls == []

@@ -1,0 +1,408 @@
+"""`/deploy` in Slack, every subcommand and its refusals, through signed requests to the app
+(in process) with the GitHub and Slack emulators over real HTTP, on both databases.
+
+Slash commands are acknowledged at once and answered afterwards through their response_url,
+which the Slack emulator records: ephemeral answers in `ephemerals`, in-channel ones in
+`messages`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.slack import modals
+from storage import locks
+from storage.models import ChannelSubscription
+from tests.story import (
+    CHANNEL,
+    NAME,
+    OWNER,
+    REPOSITORY,
+    HealthEndpoint,
+    Story,
+    deployment_status,
+    installation_created,
+    pipeline_file,
+)
+
+MAIN = "a1" * 20
+RELEASE = "b2" * 20
+OTHER = "C0OTHER"
+
+
+@pytest.fixture
+def health():
+    with HealthEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+async def story(app, client, github, slack, health) -> Story:
+    services = app.state.services
+
+    async def tick() -> None:
+        await services.scheduler.tick()
+
+    github.set_file(
+        OWNER, NAME, ".github/deploybot.yml", pipeline_file(channel=CHANNEL, health_url=health.url)
+    )
+    github.set_default_branch(OWNER, NAME, "main")
+    github.set_ref(OWNER, NAME, "main", MAIN, message="Main at its newest\n\nbody")
+    github.set_ref(OWNER, NAME, "v1.2.0", RELEASE, message="Release 1.2.0")
+    for login, permission in [("alice", "admin"), ("bob", "write"), ("mallory", "read")]:
+        github.set_permission(OWNER, NAME, login, permission)
+    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    await story.deliver("installation", installation_created())
+    return story
+
+
+async def answer(story: Story, text: str, *, user: str, channel: str = CHANNEL) -> str:
+    """Run `/deploy <text>` and return the first thing said back (ephemeral or public)."""
+    private, public = len(story.slack.ephemerals), len(story.slack.messages)
+    response = await story.slash(text, user=user, channel=channel)
+    assert response.status_code == 200, response.text
+    if response.content and response.json().get("text"):
+        return response.json()["text"]  # answered in the ack itself
+
+    def new() -> list[dict]:
+        boards = [m for m in story.slack.messages[public:] if m.get("blocks")]
+        fresh = story.slack.ephemerals[private:] + story.slack.messages[public:]
+        return [m for m in fresh if m["channel"] == channel and m not in boards]
+
+    await story.eventually(lambda: bool(new()))
+    return "\n".join(m.get("text", "") for m in new())
+
+
+def private_to(story: Story, user: str) -> list[str]:
+    return [m["text"] for m in story.slack.ephemerals if m.get("user") == user]
+
+
+def opened_view(story: Story, callback_id: str) -> dict:
+    views = [v for v in story.slack.views.values() if v.get("callback_id") == callback_id]
+    assert views, f"no {callback_id} modal was opened"
+    return views[-1]
+
+
+# --- help and malformed commands: answered in the ack ------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "help", "HELP please"])
+async def test_help_is_the_ack(story: Story, text: str) -> None:
+    response = await story.slash(text, user="U0ALICE")
+    body = response.json()
+    assert body["response_type"] == "ephemeral" and "/deploy subscribe" in body["text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("acme/api to", "needs an environment"),
+        ("deploy-it-now", "is not a subcommand"),
+        ("approve production", "is not a Slack command"),
+        ("lock acme/api", "needs an environment"),
+        ("acme/api to stage --dry-rnu", "did you mean `--dry-run`"),
+    ],
+)
+async def test_malformed_commands_say_what_was_wrong_and_the_usage(
+    story: Story, text: str, says: str
+) -> None:
+    body = (await story.slash(text, user="U0ALICE")).json()
+    assert body["response_type"] == "ephemeral"
+    assert says in body["text"] and "Usage" in body["text"]
+
+
+# --- who may ---------------------------------------------------------------------------
+
+
+async def test_not_installed_repository(story: Story) -> None:
+    said = await answer(story, "status acme/elsewhere", user="U0ALICE")
+    assert "not installed on `acme/elsewhere`" in said
+    assert story.slack.messages == []
+
+
+async def test_unknown_github_login_is_told_to_link(story: Story) -> None:
+    said = await answer(story, "acme/api to stage", user="U0STRANGER")
+    assert "/deploy link" in said and "does not know your GitHub login" in said
+    assert story.deployments("stage") == []
+
+
+async def test_read_permission_cannot_deploy(story: Story) -> None:
+    story.github.set_file(
+        OWNER,
+        NAME,
+        ".github/deploybot.yml",
+        pipeline_file(channel=CHANNEL, health_url="http://127.0.0.1:9/h").replace(
+            "bob: U0BOB", "bob: U0BOB\n  mallory: U0MALLORY"
+        ),
+    )
+    said = await answer(story, "acme/api to stage", user="U0MALLORY")
+    assert "needs write permission" in said and "`read`" in said
+    assert story.deployments("stage") == []
+
+
+async def test_invalid_pipeline_file_refuses_with_line_and_field(story: Story) -> None:
+    story.github.set_file(OWNER, NAME, ".github/deploybot.yml", "environments: [{nme: x}]\n")
+    said = await answer(story, "acme/api to stage", user="U0ALICE")
+    assert "is invalid" in said and "line 1" in said
+
+
+# --- deploy ----------------------------------------------------------------------------
+
+
+async def test_deploy_the_default_branch_to_stage(story: Story) -> None:
+    said = await answer(story, "acme/api to stage", user="U0BOB")
+    assert "<@U0BOB> asked to deploy acme/api@main (a1a1a1a) to `stage`" in said
+    await story.settle()
+    (stage,) = story.deployments("stage")
+    assert stage["sha"] == MAIN and stage["payload"]["requested_by"] == "bob"
+    (board,) = [m for m in story.slack.messages if m["channel"] == CHANNEL and m.get("blocks")]
+    assert "Main at its newest" in board["text"]
+    assert story.github.invalid_requests == []
+
+
+async def test_deploy_a_tag_then_its_status(story: Story) -> None:
+    await answer(story, "acme/api@v1.2.0 stage", user="U0BOB")
+    await story.settle()
+    (stage,) = story.deployments("stage")
+    assert stage["sha"] == RELEASE
+    await story.deliver("deployment_status", deployment_status(stage["id"], "in_progress"))
+    said = await answer(story, "status acme/api", user="U0BOB")
+    assert "acme/api" in said
+    (status,) = [m for m in story.slack.ephemerals if m.get("blocks")]
+    shown = str(status["blocks"])
+    assert "*stage*" in shown and "deploying" in shown and "b2b2b2b" in shown
+    assert "*production*" in shown and "not deployed" in shown
+
+
+async def test_unknown_ref_is_refused(story: Story) -> None:
+    said = await answer(story, "acme/api@no-such-branch to stage", user="U0BOB")
+    assert "`no-such-branch` is not a branch, tag or commit of acme/api" in said
+
+
+async def test_unknown_environment_lists_the_real_ones(story: Story) -> None:
+    said = await answer(story, "acme/api to qa", user="U0BOB")
+    assert "`qa` is not an environment of acme/api" in said and "`stage`, `production`" in said
+
+
+async def test_dry_run_changes_nothing(story: Story) -> None:
+    said = await answer(story, "acme/api to stage --dry-run", user="U0BOB")
+    assert "Dry run" in said and "would go to `stage`" in said
+    await story.settle()
+    assert story.deployments("stage") == []
+
+
+async def test_queue_and_wait_are_refused_honestly(story: Story) -> None:
+    said = await answer(story, "acme/api to stage --queue", user="U0BOB")
+    assert "`--queue` is not available yet" in said
+    assert story.deployments("stage") == []
+
+
+async def test_force_needs_admin(story: Story) -> None:
+    said = await answer(story, "acme/api to production --force", user="U0BOB")
+    assert "`--force`" in said and "admin" in said
+
+
+async def test_production_deploy_asks_for_confirmation_first(story: Story) -> None:
+    await answer(story, "acme/api to stage", user="U0BOB")
+    await story.settle()
+    (stage,) = story.deployments("stage")
+    await story.deliver("deployment_status", deployment_status(stage["id"], "success"))
+    await story.tick_until(lambda: "is running" in story.thread() or "succeeded" in story.thread())
+
+    response = await story.slash("acme/api to production", user="U0BOB")
+    assert response.status_code == 200
+    await story.eventually(
+        lambda: any(v.get("callback_id") == modals.CONFIRM for v in story.slack.views.values())
+    )
+    view = opened_view(story, modals.CONFIRM)
+    assert "production" in str(view["blocks"])
+    assert "waiting for" not in story.thread()  # nothing happened yet
+
+    await story.submit(view, user="U0BOB")
+    await story.eventually(lambda: "waiting for 1 approval" in story.thread())
+
+
+# --- rollback --------------------------------------------------------------------------
+
+
+async def _succeed(story: Story, ref: str, user: str = "U0BOB") -> None:
+    await answer(story, f"acme/api@{ref} to stage", user=user)
+    await story.settle()
+    deployment = story.deployments("stage")[0]
+    await story.deliver("deployment_status", deployment_status(deployment["id"], "success"))
+    await story.tick_until(
+        lambda: (
+            any(d["sha"] == deployment["sha"] for d in story.deployments("stage"))
+            and _status_of(story, "stage") == "success"
+        )
+    )
+
+
+def _status_of(story: Story, environment: str) -> str | None:
+    for message in reversed(story.slack.messages):
+        for block in message.get("blocks") or []:
+            text = (block.get("text") or {}).get("text", "")
+            if f"*{environment}*" in text:
+                return "success" if "deployed" in text else "other"
+    return None
+
+
+async def test_rollback_opens_a_modal_of_earlier_good_commits(story: Story) -> None:
+    await _succeed(story, "v1.2.0")
+    await _succeed(story, "main")
+
+    await story.slash("rollback acme/api stage", user="U0BOB")
+    await story.eventually(
+        lambda: any(v.get("callback_id") == modals.ROLLBACK for v in story.slack.views.values())
+    )
+    view = opened_view(story, modals.ROLLBACK)
+    (picker,) = [b for b in view["blocks"] if b.get("block_id") == modals.TARGET_BLOCK]
+    assert [o["value"] for o in picker["element"]["options"]] == [RELEASE]
+
+    values = {
+        modals.TARGET_BLOCK: {
+            modals.TARGET_ACTION: {"type": "radio_buttons", "selected_option": {"value": RELEASE}}
+        }
+    }
+    await story.submit(view, user="U0BOB", values=values)
+    await story.eventually(lambda: len(story.deployments("stage")) == 3)
+    assert story.deployments("stage")[0]["sha"] == RELEASE
+    assert any(
+        "rolling `stage` of acme/api back to b2b2b2b" in m.get("text", "")
+        for m in story.slack.messages
+    )
+
+
+async def test_rollback_to_a_commit_that_never_succeeded_is_refused(story: Story) -> None:
+    await _succeed(story, "v1.2.0")
+    await _succeed(story, "main")
+    await story.slash("rollback acme/api stage", user="U0BOB")
+    await story.eventually(
+        lambda: any(v.get("callback_id") == modals.ROLLBACK for v in story.slack.views.values())
+    )
+    view = opened_view(story, modals.ROLLBACK)
+    forged = {modals.TARGET_BLOCK: {modals.TARGET_ACTION: {"selected_option": {"value": "f" * 40}}}}
+    await story.submit(view, user="U0BOB", values=forged)
+    await story.eventually(
+        lambda: any("is not a commit that succeeded" in t for t in private_to(story, "U0BOB"))
+    )
+    assert len(story.deployments("stage")) == 2
+
+
+async def test_rollback_with_nothing_deployed(story: Story) -> None:
+    said = await answer(story, "rollback acme/api stage", user="U0BOB")
+    assert "Nothing has been deployed to `stage` yet" in said
+
+
+# --- lock and unlock ------------------------------------------------------------------
+
+
+async def test_lock_blocks_others_until_unlocked(story: Story) -> None:
+    said = await answer(story, "lock acme/api stage db migration", user="U0BOB")
+    assert "bob locked `stage`" in said and "db migration" in said
+
+    refused = await answer(story, "acme/api to stage", user="U0ALICE")
+    assert "locked by bob" in refused and "db migration" in refused
+    assert story.deployments("stage") == []
+
+    again = await answer(story, "lock acme/api stage", user="U0ALICE")
+    assert "already locked by bob" in again
+
+    said = await answer(story, "unlock acme/api stage", user="U0BOB")
+    assert "bob unlocked `stage`" in said
+    await answer(story, "acme/api to stage", user="U0ALICE")
+    await story.settle()
+    assert len(story.deployments("stage")) == 1
+
+
+async def test_the_holder_may_still_deploy(story: Story) -> None:
+    await answer(story, "lock acme/api stage", user="U0BOB")
+    said = await answer(story, "acme/api to stage", user="U0BOB")
+    assert "asked to deploy" in said
+
+
+async def test_unlocking_someone_elses_lock_needs_admin_and_a_confirmation(story: Story) -> None:
+    await answer(story, "lock acme/api stage", user="U0ALICE")
+    refused = await answer(story, "unlock acme/api stage", user="U0BOB")
+    assert "Only they or a repository admin" in refused
+
+    await answer(story, "lock acme/api production", user="U0BOB")
+    await story.slash("unlock acme/api production", user="U0ALICE")
+    await story.eventually(
+        lambda: any(v.get("callback_id") == modals.CONFIRM for v in story.slack.views.values())
+    )
+    view = opened_view(story, modals.CONFIRM)
+    assert "locked by bob" in str(view["blocks"])
+    async with story.sessions() as session:
+        assert await locks.get(session, repository=REPOSITORY, environment="production")
+    await story.submit(view, user="U0ALICE")
+    await story.eventually(
+        lambda: any(
+            "alice unlocked `production` (held by bob)" in m.get("text", "")
+            for m in story.slack.messages
+        )
+    )
+
+
+async def test_unlock_when_not_locked(story: Story) -> None:
+    said = await answer(story, "unlock acme/api stage", user="U0BOB")
+    assert "`stage` is not locked" in said
+
+
+# --- subscribe -------------------------------------------------------------------------
+
+
+async def _without_channel(story: Story) -> None:
+    text = pipeline_file(channel=CHANNEL, health_url="http://127.0.0.1:9/h")
+    story.github.set_file(
+        OWNER, NAME, ".github/deploybot.yml", text.replace(f"slack:\n  channel: {CHANNEL}\n", "")
+    )
+
+
+async def test_subscribe_needs_admin_and_records_who(story: Story) -> None:
+    await _without_channel(story)
+    refused = await answer(story, "subscribe acme/api", user="U0BOB", channel=OTHER)
+    assert "needs admin permission" in refused
+
+    said = await answer(story, "subscribe acme/api", user="U0ALICE", channel=OTHER)
+    assert "<@U0ALICE> subscribed this channel to *acme/api*" in said
+    async with story.sessions() as session:
+        row = await session.get(ChannelSubscription, 1)
+    assert (row.channel_id, row.created_by, row.created_by_github) == (OTHER, "U0ALICE", "alice")
+
+    await answer(story, "acme/api to stage", user="U0BOB", channel=OTHER)
+    await story.settle()
+    boards = [m for m in story.slack.messages if m.get("blocks") and m["channel"] == OTHER]
+    assert len(boards) == 1
+
+    said = await answer(story, "unsubscribe acme/api", user="U0ALICE", channel=OTHER)
+    assert "unsubscribed this channel" in said
+    refused = await answer(story, "unsubscribe acme/api", user="U0ALICE", channel=OTHER)
+    assert "No channel is subscribed" in refused
+
+
+async def test_subscribe_defers_to_the_pipeline_files_channel(story: Story) -> None:
+    said = await answer(story, "subscribe acme/api", user="U0ALICE", channel=OTHER)
+    assert "`slack.channel`" in said
+
+
+async def test_deploy_without_any_channel_says_to_subscribe(story: Story) -> None:
+    await _without_channel(story)
+    said = await answer(story, "acme/api to stage", user="U0BOB")
+    assert "/deploy subscribe acme/api" in said
+
+
+# --- link and not-yet-available ---------------------------------------------------------
+
+
+async def test_link_answers_privately_with_a_code(story: Story) -> None:
+    said = await answer(story, "link octo-cat", user="U0NEW")
+    assert "/deploy link " in said and "octo-cat" in said
+    assert story.slack.messages == []  # the code is never said in public
+    assert private_to(story, "U0NEW")
+
+
+@pytest.mark.parametrize("text", ["freeze acme/api until friday release", "pause acme/api stage"])
+async def test_later_subcommands_say_so(story: Story, text: str) -> None:
+    said = await answer(story, text, user="U0BOB")
+    assert "not available yet" in said
