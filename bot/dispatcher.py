@@ -5,10 +5,22 @@ write lock); what an effect produced (a deployment id, a thread's ts) is then re
 the same short transaction that marks the effect sent. A deployment is looked up by the
 rollout id in its payload before one is created, so a retry after a crash does not deploy
 twice.
+
+The replies of a thread come out of the outbox one at a time, in order (`storage.outbox`).
+A board refresh draws the release as it is now, so it also serves every refresh of that
+release already waiting; and it is not sent at all when the board drawn is the one the
+thread already shows. Slack's 429s are retried by the client's retry handler, honouring
+`Retry-After`; when those retries run out the effect waits out the last `Retry-After` in the
+outbox, without counting toward dead-lettering (so does a GitHub rate limit too long for
+the GitHub client to sleep through).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -29,10 +41,15 @@ from bot.pipeline.effects import (
 from bot.pipeline.models import Rollout
 from bot.slack import blocks
 from bot.slack.board import board_for
-from bot.worker import Permanent, QueueWorker
-from integrations.github_app import GitHubApp, GitHubNotFound, GitHubValidationFailed
+from bot.worker import Permanent, QueueWorker, RetryLater
+from integrations.github_app import (
+    GitHubApp,
+    GitHubNotFound,
+    GitHubRateLimited,
+    GitHubValidationFailed,
+)
 from storage import installations, outbox, releases
-from storage.models import OutboxEffect, OutboxStatus
+from storage.models import OutboxEffect, OutboxStatus, utcnow
 from storage.models import Release as ReleaseRow
 
 # Slack errors that no retry can fix.
@@ -46,6 +63,10 @@ _SLACK_PERMANENT = {
     "account_inactive",
     "missing_scope",
 }
+# Slack's words for "too many": answered with HTTP 429 (and `Retry-After`), or in a 200.
+_SLACK_RATE_LIMITED = {"ratelimited", "rate_limited"}
+# Waiting less than this for a rate limit would only ask again at once.
+_LEAST_WAIT = timedelta(seconds=1)
 
 
 class OutboxDispatcher(QueueWorker):
@@ -91,9 +112,15 @@ class OutboxDispatcher(QueueWorker):
             error = str(exc.response.get("error", ""))
             if error in _SLACK_PERMANENT:
                 raise Permanent(f"Slack refused: {error}") from None
+            if exc.response.status_code == 429 or error in _SLACK_RATE_LIMITED:
+                delay = retry_after(exc.response.headers)
+                raise RetryLater(f"Slack is rate limiting ({error or 429})", delay=delay) from None
             raise
         except (GitHubNotFound, GitHubValidationFailed) as exc:
             raise Permanent(str(exc)) from None
+        except GitHubRateLimited as exc:  # a wait longer than the client would sleep
+            delay = max(timedelta(seconds=exc.retry_after), _LEAST_WAIT)
+            raise RetryLater(str(exc), delay=delay) from None
 
     # --- GitHub ----------------------------------------------------------------------
 
@@ -159,6 +186,8 @@ class OutboxDispatcher(QueueWorker):
         item: OutboxEffect,
         effect: ThreadReply | RefreshBoard | ApprovalRequest | ApprovalDecided,
     ) -> str:
+        if isinstance(effect, RefreshBoard):
+            return await self._refresh_board(item, effect)
         async with self.sessions() as session:
             release = await releases.get_release(session, release_id=effect.release_id)
             rollouts = await releases.rollouts_of_release(session, release_id=effect.release_id)
@@ -168,21 +197,9 @@ class OutboxDispatcher(QueueWorker):
                     session, item, OutboxStatus.SENT.value, result={"skipped": "no channel"}
                 )
             return "skipped: no Slack channel for this repository"
-        board = blocks.status_board(board_for(release, rollouts))
         thread_ts = release.thread_ts
         if thread_ts is None:
-            thread_ts = await self._open_thread(release, board)
-        elif isinstance(effect, RefreshBoard):
-            await self.slack.chat_update(
-                channel=release.thread_channel, ts=thread_ts, **board.as_kwargs()
-            )
-            async with self.sessions.begin() as session:
-                await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": thread_ts})
-            return "board refreshed"
-        if isinstance(effect, RefreshBoard):
-            async with self.sessions.begin() as session:
-                await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": thread_ts})
-            return "thread opened"
+            thread_ts, _ = await self._open_thread(release, _board(release, rollouts))
         if isinstance(effect, ApprovalDecided):
             return await self._close_request(item, release, rollouts, effect)
         message = (
@@ -199,19 +216,76 @@ class OutboxDispatcher(QueueWorker):
             )
         return "reply posted"
 
-    async def _open_thread(self, release: ReleaseRow, board: blocks.Message) -> str:
+    async def _refresh_board(self, item: OutboxEffect, effect: RefreshBoard) -> str:
+        """Draw the board once for every refresh of the release waiting now; skip the
+        `chat.update` when the thread already shows this very board."""
+        line = item.ordering_key or outbox.board_key(effect.release_id)
+        async with self.sessions() as session:
+            # Which refreshes this drawing serves is settled before the release is read: a
+            # change committed after this point has a refresh of its own that stays in line.
+            waiting = await outbox.pending_ids(session, ordering_key=line)
+            release = await releases.get_release(session, release_id=effect.release_id)
+            rollouts = await releases.rollouts_of_release(session, release_id=effect.release_id)
+            shown = await outbox.last_sent_result(session, ordering_key=line)
+        result: dict[str, Any]
+        if release is None or not release.thread_channel:
+            result = {"skipped": "no channel"}
+            outcome = "skipped: no Slack channel for this repository"
+        else:
+            board = _board(release, rollouts)
+            digest = _digest(board)
+            ts = release.thread_ts
+            if ts is None:
+                ts, opened = await self._open_thread(release, board)
+                if not opened:  # the thread shows another sender's drawing: show this one
+                    await self.slack.chat_update(
+                        channel=release.thread_channel, ts=ts, **board.as_kwargs()
+                    )
+                outcome = "thread opened"
+            elif (shown or {}).get("board") == digest:
+                outcome = "board unchanged"
+            else:
+                await self.slack.chat_update(
+                    channel=release.thread_channel, ts=ts, **board.as_kwargs()
+                )
+                outcome = "board refreshed"
+            result = {"ts": ts, "board": digest}
+        served = [effect_id for effect_id in waiting if effect_id != item.id]
+        async with self.sessions.begin() as session:
+            await self.finish(session, item, OutboxStatus.SENT.value, result=result)
+            merged = await outbox.coalesce(
+                session,
+                item_ids=served,
+                result={**result, "coalesced_into": item.id},
+                now=self.clock(),
+            )
+        return f"{outcome} (and {merged} more refreshes)" if merged else outcome
+
+    async def _open_thread(self, release: ReleaseRow, board: blocks.Message) -> tuple[str, bool]:
+        """Post the board as the thread's parent; returns the thread's ts and whether this
+        post is it (False: another dispatcher opened the thread meanwhile)."""
+        assert release.id is not None
         answer = await self.slack.chat_postMessage(
             channel=release.thread_channel, **board.as_kwargs()
         )
         ts = str(answer["ts"])
         async with self.sessions.begin() as session:
-            assert release.id is not None
             winner = await releases.set_thread(
                 session, release_id=release.id, channel=str(answer["channel"]), ts=ts
             )
-        if winner != ts:  # another dispatcher opened the thread meanwhile: keep one board
+            if winner == ts:  # what the board shows now, for the refreshes that follow
+                opened = RefreshBoard(release.id, "thread-opened")
+                await outbox.record_sent(
+                    session,
+                    kind=RefreshBoard.__name__,
+                    payload={"release_id": opened.release_id, "cause": opened.cause},
+                    idempotency_key=opened.key,
+                    result={"ts": ts, "board": _digest(board)},
+                    now=self.clock(),
+                )
+        if winner != ts:  # keep one board
             await self.slack.chat_delete(channel=release.thread_channel, ts=ts)
-        return winner
+        return winner, winner == ts
 
     async def _close_request(
         self,
@@ -220,13 +294,15 @@ class OutboxDispatcher(QueueWorker):
         rollouts: list[Rollout],
         effect: ApprovalDecided,
     ) -> str:
+        request_key = ApprovalRequest(effect.release_id, effect.rollout_id, "", "", 0).key
         async with self.sessions() as session:
-            posted = await outbox.sent_result(
-                session, idempotency_key=f"approval-request:{effect.rollout_id}"
-            )
-        ts = (posted or {}).get("ts")
-        if posted is None:
+            posted = await outbox.sent_result(session, idempotency_key=request_key)
+            status = await outbox.status_of(session, idempotency_key=request_key)
+        if posted is None and status == OutboxStatus.PENDING.value:
+            # The thread's order normally sends the request first; not so for a request
+            # put back in line from the dead letters.
             raise RuntimeError("the approval request is not posted yet; closing it later")
+        ts = (posted or {}).get("ts")  # none: the request was given up on, nothing to close
         if ts:
             request = _request(release, rollouts, effect.rollout_id)
             rollout = next(r for r in rollouts if r.id == effect.rollout_id)
@@ -248,6 +324,37 @@ class OutboxDispatcher(QueueWorker):
         async with self.sessions.begin() as session:
             await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": ts})
         return "approval request closed" if ts else "no approval request to close"
+
+
+def retry_after(headers: Any) -> timedelta:
+    """How long Slack asked us to wait (`Retry-After`: seconds or an HTTP date), at least
+    a second; a second when it did not say."""
+    value: Any = None
+    for name, header in dict(headers or {}).items():
+        if str(name).lower() == "retry-after":
+            value = header[0] if isinstance(header, list | tuple) and header else header
+            break
+    wait = _LEAST_WAIT
+    if value is not None:
+        text = str(value).strip()
+        try:
+            wait = timedelta(seconds=float(text))
+        except ValueError:
+            try:
+                wait = parsedate_to_datetime(text) - utcnow()
+            except (TypeError, ValueError):
+                wait = _LEAST_WAIT
+    return max(wait, _LEAST_WAIT)
+
+
+def _board(release: ReleaseRow, rollouts: list[Rollout]) -> blocks.Message:
+    return blocks.status_board(board_for(release, rollouts))
+
+
+def _digest(message: blocks.Message) -> str:
+    """A fingerprint of a message as Slack would be sent it."""
+    text = json.dumps(message.as_kwargs(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _request(

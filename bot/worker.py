@@ -4,12 +4,16 @@
 (`bot.dispatcher`). A row is finished in the same transaction as the work it records, so a
 crash either leaves it claimable (its lease runs out) or finished with everything it caused.
 A failure is retried with exponential backoff and dead-lettered after `max_attempts`, the
-error kept; one that can never succeed (`Permanent`) is dead-lettered at once.
+error kept; one that can never succeed (`Permanent`) is dead-lettered at once, and one the
+other side asked us to send later (`RetryLater`, a rate limit) waits as long as it was told
+without counting as a failed attempt. While a row is worked on, its lease is renewed, so a
+slow call (a client sleeping out a rate limit) does not let another replica take it over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -32,6 +36,15 @@ log = structlog.get_logger(__name__)
 
 class Permanent(Exception):
     """Raised for work that can never succeed (a malformed payload): dead-letter it at once."""
+
+
+class RetryLater(Exception):
+    """The other side asked us to come back later (a rate limit): retry after `delay` (the
+    usual backoff when it said no time), without counting an attempt toward dead-lettering."""
+
+    def __init__(self, reason: str, *, delay: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 class MalformedDelivery(Permanent):
@@ -117,7 +130,8 @@ class QueueWorker(ABC):
             except Exception:
                 log.exception(f"{self.name} pass failed")
                 handled = 0
-            if handled >= self.batch or self._stopping.is_set():
+            # A finished row may have let the next in its line through: look again at once.
+            if handled or self._stopping.is_set():
                 continue
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
@@ -152,6 +166,8 @@ class QueueWorker(ABC):
 
     async def _process(self, item: Any) -> None:
         bound = log.bind(queue=self.name, **self.describe(item))
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(item, done, bound))
         try:
             outcome = await self.complete(item)
         except LeaseLost:
@@ -160,9 +176,34 @@ class QueueWorker(ABC):
         except Exception as exc:
             await self._record_failure(item, exc, bound)
             return
+        finally:
+            done.set()  # the keeper stops between renewals, never in the middle of one
+            await keeper
         bound.info("completed", outcome=outcome)
 
+    async def _keep_lease(self, item: Any, done: asyncio.Event, bound: Any) -> None:
+        """Renew the lease on `item` every third of its length until `done`."""
+        interval = self.lease.total_seconds() / 3
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=interval)
+            if done.is_set():
+                return
+            try:
+                async with self.sessions.begin() as session:
+                    kept = await self.queue.extend(
+                        session, item_id=item.id, owner=self.owner, until=self.clock() + self.lease
+                    )
+            except Exception:
+                bound.warning("could not renew the lease", exc_info=True)
+                continue
+            if not kept:
+                return  # another worker has it; finishing will find out
+
     async def _record_failure(self, item: Any, exc: Exception, bound: Any) -> None:
+        if isinstance(exc, RetryLater):
+            await self._postpone(item, exc, bound)
+            return
         attempt = item.attempts + 1
         permanent = isinstance(exc, Permanent | json.JSONDecodeError)
         now = self.clock()
@@ -185,6 +226,26 @@ class QueueWorker(ABC):
             bound.warning(
                 "failed; will retry", attempts=attempt, error=error, retry_at=retry_at.isoformat()
             )
+
+    async def _postpone(self, item: Any, exc: RetryLater, bound: Any) -> None:
+        now = self.clock()
+        delay = exc.delay if exc.delay is not None else self.retry_delay(item.attempts + 1)
+        retry_at = now + delay
+        error = f"{type(exc).__name__}: {exc}"
+        async with self.sessions.begin() as session:
+            recorded = await self.queue.fail(
+                session,
+                item=item,
+                owner=self.owner,
+                error=error,
+                now=now,
+                retry_at=retry_at,
+                counts=False,
+            )
+        if recorded:
+            bound.warning("asked to wait", error=error, retry_at=retry_at.isoformat())
+        else:
+            bound.warning("asked to wait after its lease was lost", error=error)
 
 
 Apply = Callable[[AsyncSession], Awaitable[None]]

@@ -284,15 +284,23 @@ class OutboxStatus(StrEnum):
 
 
 class OutboxEffect(SQLModel, table=True):
-    """A side effect to send (Slack message, GitHub call), written with the state that caused it."""
+    """A side effect to send (Slack message, GitHub call), written with the state that caused it.
+
+    Effects that share an `ordering_key` (the replies of one Slack thread; the board updates
+    of one release) are sent one at a time in id order: a row waits while an earlier one with
+    its key is pending. `ix_outbox_ordering` answers "is an earlier one pending?"."""
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+        sa.Index("ix_outbox_ordering", "ordering_key", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str
     payload: dict[str, Any] = _json()
     idempotency_key: str = Field(unique=True)
+    ordering_key: str | None = None
     status: str = OutboxStatus.PENDING.value
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))

@@ -3,6 +3,11 @@
 Rows are `pending` until claimed and finished; a failed attempt is retried later or, when
 no retry is left, dead-lettered with its error (status `dead`), from where an operator can
 put it back in line.
+
+A queue may be ordered by a column (`ordered_by`): rows that share its value are worked off
+one at a time in id order. A row is due only when no earlier row with its key is pending,
+whether that one is in another worker's hands or waiting out a retry; a dead-lettered one no
+longer holds the rest back. Rows without a key are not held back at all.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import SQLModel
 
 from storage import leases
@@ -26,25 +32,56 @@ class WorkQueue(Generic[Row]):
     """Queue operations over `table`, which has status, attempts, last_error,
     next_attempt_at, lease columns and a `finished_at` column of its own name."""
 
-    def __init__(self, table: type[Row], *, finished_at: str) -> None:
+    def __init__(
+        self, table: type[Row], *, finished_at: str, ordered_by: str | None = None
+    ) -> None:
         self.table: Any = table
         self.finished_at = finished_at
+        self.ordered_by = ordered_by
 
     async def claim_due(
         self, session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
     ) -> list[Row]:
-        """Lease the oldest pending rows whose next attempt is due."""
+        """Lease the oldest pending rows whose next attempt is due (and, in an ordered queue,
+        that are first in line for their key), in the order they should be worked off."""
         table = self.table
-        return await leases.claim(
+        due = sa.and_(table.status == PENDING, table.next_attempt_at <= now)
+        if self.ordered_by is not None:
+            due = sa.and_(due, ~self._earlier_pending())
+        rows = await leases.claim(
             session,
             table=table,
-            due=sa.and_(table.status == PENDING, table.next_attempt_at <= now),
+            due=due,
             order_by=[table.next_attempt_at, table.id],
             owner=owner,
             now=now,
             lease=lease,
             limit=limit,
         )
+        # RETURNING promises no order.
+        return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))  # type: ignore[attr-defined]
+
+    def _earlier_pending(self) -> sa.Exists:
+        """An earlier pending row has the same ordering key (never true for a null key)."""
+        assert self.ordered_by is not None
+        earlier = aliased(self.table)
+        return sa.exists().where(
+            getattr(earlier, self.ordered_by) == getattr(self.table, self.ordered_by),
+            earlier.status == PENDING,
+            earlier.id < self.table.id,
+        )
+
+    async def extend(
+        self, session: AsyncSession, *, item_id: int, owner: str, until: datetime
+    ) -> bool:
+        """Keep a claimed row for longer; False if our lease was lost meanwhile."""
+        result: Any = await session.execute(
+            sa.update(self.table)
+            .where(self.table.id == item_id, self.table.lease_owner == owner)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
 
     async def finish(
         self,
@@ -80,15 +117,17 @@ class WorkQueue(Generic[Row]):
         error: str,
         now: datetime,
         retry_at: datetime | None,
+        counts: bool = True,
     ) -> bool:
-        """Count a failed attempt; retry at `retry_at`, or dead-letter the row when it is None."""
+        """Record a failed attempt; retry at `retry_at`, or dead-letter the row when it is None.
+        `counts=False` (the other side only asked us to wait) leaves the attempt count alone."""
         return await leases.release(
             session,
             table=self.table,
             row_id=item.id,  # type: ignore[attr-defined]
             owner=owner,
             status=PENDING if retry_at is not None else DEAD,
-            attempts=self.table.attempts + 1,
+            attempts=self.table.attempts + (1 if counts else 0),
             last_error=error[:ERROR_LIMIT],
             next_attempt_at=retry_at or now,
             **{self.finished_at: None if retry_at is not None else now},

@@ -1,0 +1,168 @@
+"""The outbox's lines on SQLite and PostgreSQL: effects of one thread are claimed one at a
+time in the order written; other lines and unordered effects are not held back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage import db, outbox
+from storage.models import OutboxEffect, OutboxStatus, utcnow
+
+LEASE = timedelta(seconds=60)
+
+
+async def _enqueue(sessions, kind: str, key: str, **payload) -> None:
+    async with sessions.begin() as session:
+        assert await outbox.enqueue(session, kind=kind, payload=payload, idempotency_key=key)
+
+
+async def _claim(sessions, *, owner: str = "w", now=None, limit: int = 20) -> list[str]:
+    async with sessions.begin() as session:
+        rows = await outbox.QUEUE.claim_due(
+            session, owner=owner, now=now or utcnow(), lease=LEASE, limit=limit
+        )
+    return [row.idempotency_key for row in rows]
+
+
+async def _row(sessions, key: str) -> OutboxEffect:
+    async with sessions() as session:
+        result = await session.execute(
+            sa.select(OutboxEffect).where(OutboxEffect.idempotency_key == key)
+        )
+        return result.scalar_one()
+
+
+async def _finish(sessions, key: str, owner: str = "w") -> None:
+    row = await _row(sessions, key)
+    async with sessions.begin() as session:
+        assert await outbox.QUEUE.finish(
+            session, item_id=row.id, owner=owner, status=OutboxStatus.SENT.value, now=utcnow()
+        )
+
+
+def test_each_effect_waits_in_the_line_of_its_thread_or_board() -> None:
+    assert outbox.ordering_key("ThreadReply", {"release_id": 7}) == "thread:7"
+    assert outbox.ordering_key("ApprovalRequest", {"release_id": 7}) == "thread:7"
+    assert outbox.ordering_key("ApprovalDecided", {"release_id": 7}) == "thread:7"
+    assert outbox.ordering_key("RefreshBoard", {"release_id": 7}) == "board:7"
+    assert outbox.ordering_key("PullRequestComment", {"repository": "a/b"}) is None
+    assert outbox.ordering_key("CreateDeployment", {"rollout_id": 1}) is None
+
+
+async def test_a_line_is_claimed_one_effect_at_a_time_in_order(engine: AsyncEngine) -> None:
+    sessions = db.session_factory(engine)
+    for n in range(3):
+        await _enqueue(sessions, "ThreadReply", f"a{n}", release_id=1, event=f"a{n}", text="")
+    await _enqueue(sessions, "ThreadReply", "b0", release_id=2, event="b0", text="")
+    await _enqueue(sessions, "RefreshBoard", "board-a", release_id=1, cause="x")
+    for n in range(2):
+        await _enqueue(sessions, "Reaction", f"r{n}", repository="a/b", comment_id=n)
+
+    assert await _claim(sessions) == ["a0", "b0", "board-a", "r0", "r1"]
+    assert await _claim(sessions, owner="other") == [], "a1 waits while a0 is in hand"
+    await _finish(sessions, "a0")
+    assert await _claim(sessions, owner="other") == ["a1"]
+
+
+async def test_a_retry_holds_its_line_back_and_a_dead_letter_does_not(
+    engine: AsyncEngine,
+) -> None:
+    sessions = db.session_factory(engine)
+    for n in range(2):
+        await _enqueue(sessions, "ThreadReply", f"a{n}", release_id=1, event=f"a{n}", text="")
+    now = utcnow()
+    assert await _claim(sessions, now=now) == ["a0"]
+    first = await _row(sessions, "a0")
+    async with sessions.begin() as session:
+        await outbox.QUEUE.fail(
+            session,
+            item=first,
+            owner="w",
+            error="500",
+            now=now,
+            retry_at=now + timedelta(seconds=10),
+        )
+    assert await _claim(sessions, now=now) == [], "a1 waits for a0's retry"
+    assert await _claim(sessions, now=now + timedelta(seconds=11)) == ["a0"]
+    first = await _row(sessions, "a0")
+    async with sessions.begin() as session:
+        await outbox.QUEUE.fail(session, item=first, owner="w", error="500", now=now, retry_at=None)
+    assert (await _row(sessions, "a0")).status == "dead"
+    assert await _claim(sessions, now=now) == ["a1"]
+
+
+async def test_a_rate_limited_attempt_is_not_counted(engine: AsyncEngine) -> None:
+    sessions = db.session_factory(engine)
+    await _enqueue(sessions, "ThreadReply", "a0", release_id=1, event="a0", text="")
+    now = utcnow()
+    await _claim(sessions, now=now)
+    row = await _row(sessions, "a0")
+    async with sessions.begin() as session:
+        await outbox.QUEUE.fail(
+            session,
+            item=row,
+            owner="w",
+            error="429",
+            now=now,
+            retry_at=now + timedelta(seconds=30),
+            counts=False,
+        )
+    row = await _row(sessions, "a0")
+    assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, None)
+    assert row.next_attempt_at == now + timedelta(seconds=30)
+
+
+async def test_coalesced_effects_are_sent_unless_someone_holds_them(engine: AsyncEngine) -> None:
+    sessions = db.session_factory(engine)
+    for n in range(3):
+        await _enqueue(sessions, "RefreshBoard", f"board{n}", release_id=1, cause=str(n))
+    async with sessions() as session:
+        waiting = await outbox.pending_ids(session, ordering_key="board:1")
+    assert len(waiting) == 3
+    async with sessions.begin() as session:
+        served = await outbox.coalesce(
+            session, item_ids=waiting[1:], result={"coalesced_into": waiting[0]}, now=utcnow()
+        )
+    assert served == 2
+    async with sessions() as session:
+        assert await outbox.pending_ids(session, ordering_key="board:1") == waiting[:1]
+        assert await outbox.last_sent_result(session, ordering_key="board:1") == {
+            "coalesced_into": waiting[0]
+        }
+
+
+async def test_upgrading_keeps_waiting_effects_in_their_lines(tmp_path: Path) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        await db.migrate(engine, "0002")
+        async with engine.begin() as connection:
+            for key, kind, payload, status in [
+                ("r1", "ThreadReply", '{"release_id": 4, "event": "e", "text": "t"}', "pending"),
+                ("b1", "RefreshBoard", '{"release_id": 4, "cause": "c"}', "pending"),
+                ("r0", "ThreadReply", '{"release_id": 4, "event": "d", "text": "t"}', "sent"),
+                ("x1", "Reaction", '{"repository": "a/b", "comment_id": 1}', "pending"),
+            ]:
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO outbox (kind, payload, idempotency_key, status, attempts,"
+                        " created_at, next_attempt_at) VALUES (:kind, :payload, :key, :status,"
+                        " 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                    ),
+                    {"kind": kind, "payload": payload, "key": key, "status": status},
+                )
+        await db.migrate(engine)
+        async with engine.connect() as connection:
+            keys = dict(
+                (
+                    await connection.execute(
+                        sa.text("SELECT idempotency_key, ordering_key FROM outbox")
+                    )
+                ).all()
+            )
+        assert keys == {"r1": "thread:4", "b1": "board:4", "r0": None, "x1": None}
+    finally:
+        await engine.dispose()
