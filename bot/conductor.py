@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.pipeline import machine
+from bot.pipeline import locks, machine
 from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
 from bot.pipeline.machine import Outcome
 from bot.pipeline.models import Evidence, Person, Rollout, Status
+from storage import locks as lock_rows
 from storage import releases
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
@@ -340,3 +341,48 @@ async def head_moved(session: AsyncSession, *, release: ReleaseRow) -> None:
         outcome = machine.head_moved(release=value, rollout=rollout)
         if outcome.rollouts:
             await _save(session, release, outcome, request=False)
+
+
+async def lock(
+    session: AsyncSession,
+    *,
+    repository: str,
+    pipeline: Pipeline,
+    environment: str,
+    person: Person,
+    reason: str | None,
+    now: datetime,
+) -> locks.LockDecision:
+    """Take or renew an environment's lock, unless someone else holds it."""
+    existing = await lock_rows.get(session, repository=repository, environment=environment)
+    decision = locks.take(
+        pipeline, environment=environment, person=person, existing=existing, reason=reason, now=now
+    )
+    if decision.lock is not None:
+        await lock_rows.put(session, repository=repository, lock=decision.lock)
+    return decision
+
+
+async def unlock(
+    session: AsyncSession,
+    *,
+    repository: str,
+    pipeline: Pipeline,
+    environment: str,
+    person: Person,
+    is_admin: bool,
+    now: datetime,
+) -> locks.LockDecision:
+    """Release an environment's lock: its holder may, and so may a repository admin."""
+    existing = await lock_rows.get(session, repository=repository, environment=environment)
+    decision = locks.release(
+        pipeline,
+        environment=environment,
+        person=person,
+        existing=existing,
+        is_admin=is_admin,
+        now=now,
+    )
+    if not decision.refused:
+        await lock_rows.delete(session, repository=repository, environment=environment)
+    return decision

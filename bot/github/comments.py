@@ -31,14 +31,23 @@ from bot.github.payloads import (
 from bot.github.pulls import record
 from bot.pipeline.commands import COMMENT_USAGE, Command, CommandError, Flag, Verb, parse_comment
 from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
-from bot.pipeline.effects import PullRequestComment, Reaction
+from bot.pipeline.effects import PullRequestComment, Reaction, ThreadReply
 from bot.pipeline.policy import identify, may_approve
 from bot.worker import Apply
 from storage import identities, releases
 from storage.identities import LinkOutcome
 
 WRITE = {"admin", "maintain", "write"}
-SUPPORTED = {Verb.DEPLOY, Verb.APPROVE, Verb.REJECT, Verb.ROLLBACK, Verb.HELP, Verb.STATUS}
+SUPPORTED = {
+    Verb.DEPLOY,
+    Verb.APPROVE,
+    Verb.REJECT,
+    Verb.ROLLBACK,
+    Verb.HELP,
+    Verb.STATUS,
+    Verb.LOCK,
+    Verb.UNLOCK,
+}
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,41 @@ async def _run(
     assert command.environment is not None
     requester = identify(pipeline, github=login)
     now = context.clock()
+    unsupported = sorted(f.option for f in command.flags & {Flag.QUEUE, Flag.WAIT})
+    if unsupported:
+        await answer(
+            f"@{login} {', '.join(f'`{u}`' for u in unsupported)} is not available yet, so "
+            "nothing was done. Run the command without it once the environment is free."
+        )
+        return
+    if command.verb in {Verb.LOCK, Verb.UNLOCK}:
+        if command.verb is Verb.LOCK:
+            decision = await conductor.lock(
+                session,
+                repository=repository,
+                pipeline=pipeline,
+                environment=command.environment,
+                person=requester,
+                reason=command.reason,
+                now=now,
+            )
+        else:
+            decision = await conductor.unlock(
+                session,
+                repository=repository,
+                pipeline=pipeline,
+                environment=command.environment,
+                person=requester,
+                is_admin=facts.permission == "admin",
+                now=now,
+            )
+        if decision.refused:
+            await answer(f"@{login} {decision.refusal}")
+        else:
+            await releases.enqueue(
+                session, ThreadReply(release.id, f"lock:{comment_id}", decision.announcement)
+            )
+        return
     if command.verb is Verb.ROLLBACK:
         if Flag.DRY_RUN in command.flags:
             await answer(f"@{login} dry run: nothing rolled back.")

@@ -488,17 +488,15 @@ class SlashCommands:
         env = self._environment(repo, command)
         now = self.clock()
         async with self.sessions.begin() as session:
-            existing = await locks.get(session, repository=repo.full_name, environment=env)
-            decision = lock_rules.take(
-                repo.pipeline,
+            decision = await conductor.lock(
+                session,
+                repository=repo.full_name,
+                pipeline=repo.pipeline,
                 environment=env,
                 person=repo.person,
-                existing=existing,
                 reason=command.reason,
                 now=now,
             )
-            if decision.lock is not None:
-                await locks.put(session, repository=repo.full_name, lock=decision.lock)
         if decision.refused:
             raise _Refused(escape(decision.refusal or ""))
         await reply.public(f"{escape(repo.full_name)}: {escape(decision.announcement)}")
@@ -511,7 +509,14 @@ class SlashCommands:
         async with self.sessions() as session:
             existing = await locks.get(session, repository=repo.full_name, environment=env)
         if not inv.confirmed and lock_rules.overrides(existing, repo.person, now):
-            decision = self._release(repo, env, existing, now)
+            decision = lock_rules.release(
+                repo.pipeline,
+                environment=env,
+                person=repo.person,
+                existing=existing,
+                is_admin=repo.permission == "admin",
+                now=now,
+            )
             if decision.refused:
                 raise _Refused(escape(decision.refusal or ""))
             assert existing is not None
@@ -525,26 +530,18 @@ class SlashCommands:
             )
             return
         async with self.sessions.begin() as session:
-            existing = await locks.get(session, repository=repo.full_name, environment=env)
-            decision = self._release(repo, env, existing, now)
-            if not decision.refused:
-                await locks.delete(session, repository=repo.full_name, environment=env)
+            decision = await conductor.unlock(
+                session,
+                repository=repo.full_name,
+                pipeline=repo.pipeline,
+                environment=env,
+                person=repo.person,
+                is_admin=repo.permission == "admin",
+                now=now,
+            )
         if decision.refused:
             raise _Refused(escape(decision.refusal or ""))
         await reply.public(f"{escape(repo.full_name)}: {escape(decision.announcement)}")
-
-    @staticmethod
-    def _release(
-        repo: _Repo, env: str, existing: lock_rules.Lock | None, now: datetime
-    ) -> lock_rules.LockDecision:
-        return lock_rules.release(
-            repo.pipeline,
-            environment=env,
-            person=repo.person,
-            existing=existing,
-            is_admin=repo.permission == "admin",
-            now=now,
-        )
 
     # --- rollback targets (also for the Rollback button) -------------------------------
 
