@@ -118,6 +118,7 @@ class RepositoryOverview:
     environments: tuple[EnvironmentOverview, ...] = ()
     pipeline_error: str | None = None
     pipeline_names: tuple[str, ...] = ()
+    pipeline: Pipeline | None = None
 
     def next_environment(self, name: str) -> str | None:
         """The pipeline environment after `name` (ignoring case), or None."""
@@ -208,6 +209,7 @@ async def environments_of(
         environments=tuple(environments),
         pipeline_error=error,
         pipeline_names=pipeline_names,
+        pipeline=pipeline,
     )
 
 

@@ -82,9 +82,9 @@ class Button:
     """A button the caller wants on a message.
 
     `value` is the caller's opaque id (for example a rollout id) and comes back in the
-    interaction payload. `confirm` asks for a confirmation dialog (production actions);
-    rollback always asks. `target` names the environment the action deploys to when it is
-    not the line's own (promote); `label` overrides the default button text.
+    interaction payload. `confirm` asks for a confirmation dialog (production actions; a
+    rollback confirms in the modal it opens). `target` names the environment the action
+    deploys to when it is not the line's own (promote); `label` overrides the default text.
     """
 
     action: Action
@@ -683,7 +683,7 @@ def _button(button: Button, *, env: str, target: str, sha: str) -> dict[str, Any
     style = _BUTTON_STYLE.get(button.action)
     if style:
         element["style"] = style
-    if button.confirm or button.action == "rollback":
+    if button.confirm:
         element["confirm"] = _confirm(button.action, env=env, target=target, sha=sha)
     return element
 

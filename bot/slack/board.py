@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.pipeline.config import PipelineError, parse_pipeline
+from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.models import Kind, Rollout, Status
+from bot.pipeline.policy import needs_confirmation
 from bot.slack.blocks import Board, Button, EnvironmentLine
 from storage.models import Release as ReleaseRow
 
-# Environments whose name says production get a confirmation on every button.
-_CONFIRMED = ("prod", "production", "live")
+
+def confirms(pipeline: Pipeline | None, name: str) -> bool:
+    """Whether the buttons of environment `name` ask for a confirmation first (production)."""
+    return pipeline is not None and needs_confirmation(pipeline, name)
 
 
 def board_for(release: ReleaseRow, rollouts: Sequence[Rollout]) -> Board:
     """One line per environment (pipeline order, then any others that have rollouts): the
     newest rollout there, and the buttons that apply to it."""
-    names = _environments(release.pipeline)
+    pipeline = _pipeline(release.pipeline)
+    names = [env.name for env in pipeline.environments] if pipeline is not None else []
     names += [r.environment for r in rollouts if r.environment not in names]
     # This release's own deploy decides a line; a rollback it caused shows as its detail.
     latest: dict[str, Rollout] = {}
@@ -31,7 +35,7 @@ def board_for(release: ReleaseRow, rollouts: Sequence[Rollout]) -> Board:
         rollout = latest.get(name)
         next_env = names[index + 1] if index + 1 < len(names) else None
         back = rollback_of.get(rollout.id) if rollout is not None else None
-        lines.append(_line(release, name, rollout, next_env, back))
+        lines.append(_line(release, pipeline, name, rollout, next_env, back))
     return Board(
         repository=release.repository,
         pr_number=release.pr_number,
@@ -45,15 +49,16 @@ def board_for(release: ReleaseRow, rollouts: Sequence[Rollout]) -> Board:
     )
 
 
-def _environments(pipeline_text: str) -> list[str]:
+def _pipeline(pipeline_text: str) -> Pipeline | None:
     try:
-        return [env.name for env in parse_pipeline(pipeline_text).environments]
+        return parse_pipeline(pipeline_text)
     except PipelineError:
-        return []  # the thread says what is wrong with the file; the board shows what ran
+        return None  # the thread says what is wrong with the file; the board shows what ran
 
 
 def _line(
     release: ReleaseRow,
+    pipeline: Pipeline | None,
     name: str,
     rollout: Rollout | None,
     next_env: str | None,
@@ -62,7 +67,7 @@ def _line(
     if rollout is None:
         return EnvironmentLine(name=name)
     buttons: list[Button] = []
-    confirm = name.lower() in _CONFIRMED
+    confirm = confirms(pipeline, name)
     if (
         rollout.status is Status.SUCCESS
         and rollout.kind is Kind.DEPLOY
@@ -73,12 +78,13 @@ def _line(
             Button(
                 "promote",
                 f"promote:{release.id}:{next_env}",
-                confirm=next_env.lower() in _CONFIRMED,
+                confirm=confirms(pipeline, next_env),
                 target=next_env,
             )
         )
     if rollout.status in {Status.SUCCESS, Status.FAILURE, Status.VERIFYING}:
-        buttons.append(Button("rollback", f"rollback:{release.id}:{name}", confirm=True))
+        # No confirm dialog: the button opens a modal to choose the commit, which is one.
+        buttons.append(Button("rollback", f"rollback:{release.id}:{name}"))
     return EnvironmentLine(
         name=name,
         status=rollout.status.value,

@@ -24,7 +24,7 @@ from bot.slack.blocks import (
     Message,
     RepositoryStatus,
 )
-from bot.slack.board import _CONFIRMED
+from bot.slack.board import confirms
 from storage.overview import (
     EnvironmentOverview,
     RepositoryOverview,
@@ -176,13 +176,13 @@ def _buttons(
             Button(
                 "promote",
                 f"promote:{release.id}:{next_env}",
-                confirm=next_env.lower() in _CONFIRMED,
+                confirm=confirms(overview.pipeline, next_env),
                 target=next_env,
             )
         )
     if rollout.kind is Kind.DEPLOY and rollout.status in _ROLLBACK_FROM:
-        found.append(Button("rollback", f"rollback:{release.id}:{env.name}", confirm=True))
-    if env.name.lower() in _CONFIRMED:  # production: every button asks first
+        found.append(Button("rollback", f"rollback:{release.id}:{env.name}"))
+    if confirms(overview.pipeline, env.name):  # production: every button asks first
         found = [Button(b.action, b.value, confirm=True, target=b.target) for b in found]
     return tuple(found)
 

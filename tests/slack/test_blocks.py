@@ -338,7 +338,7 @@ BUTTON_SETS = [
         (Button("promote", "r:2"), Button("rollback", "r:2")),
         [
             ("promote", "Promote to production", "primary", False),
-            ("rollback", "Roll back", "danger", True),
+            ("rollback", "Roll back", "danger", False),  # its modal confirms
         ],
     ),
     (
@@ -349,11 +349,11 @@ BUTTON_SETS = [
     (
         "verifying",
         (Button("pause", "r:3"), Button("rollback", "r:3")),
-        [("pause", "Pause", None, False), ("rollback", "Roll back", "danger", True)],
+        [("pause", "Pause", None, False), ("rollback", "Roll back", "danger", False)],
     ),
     (
         "paused",
-        (Button("resume", "r:3"), Button("rollback", "r:3", confirm=False)),
+        (Button("resume", "r:3"), Button("rollback", "r:3", confirm=True)),
         [("resume", "Resume", None, False), ("rollback", "Roll back", "danger", True)],
     ),
     ("nothing to do", (), []),
@@ -408,7 +408,7 @@ def test_button_sets(
             "primary",
         ),
         (
-            Button("rollback", "v"),
+            Button("rollback", "v", confirm=True),
             "Roll back stage?",
             "Redeploy the last commit that succeeded in stage, replacing abcdef0.",
             "Roll back",
