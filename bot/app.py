@@ -102,12 +102,13 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await db.migrate(engine)
+        # Connected first: a refused SLACK_APP_TOKEN stops start-up before anything runs.
+        socket_mode = await _start_socket_mode(settings, slack)
         tasks = [
             asyncio.create_task(worker.run(), name="inbox-worker"),
             asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
         ]
         scheduler.start()
-        socket_mode = await _start_socket_mode(settings, slack)
         log.info("deploybot started", worker=owner, socket_mode=socket_mode is not None)
         try:
             yield
