@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import conductor
 from bot.pipeline import effects
-from bot.pipeline.config import PipelineError, parse_pipeline
+from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import (
     ApprovalDecided,
     ApprovalRequest,
@@ -40,7 +40,7 @@ from bot.pipeline.effects import (
 )
 from bot.pipeline.models import Rollout
 from bot.slack import blocks
-from bot.slack.board import board_for
+from bot.slack.board import board_for, confirms
 from bot.worker import Permanent, QueueWorker, RetryLater
 from integrations.github_app import (
     GitHubApp,
@@ -364,18 +364,20 @@ def _request(
     rollout = next((r for r in rollouts if r.id == rollout_id), None)
     environment = rollout.environment if rollout is not None else ""
     try:
-        env = parse_pipeline(release.pipeline).environment(environment)
+        pipeline: Pipeline | None = parse_pipeline(release.pipeline)
     except PipelineError:
-        env = None
+        pipeline = None
+    env = pipeline.environment(environment) if pipeline is not None else None
     value = f"rollout:{rollout_id}"
+    confirm = confirms(pipeline, environment)
     return blocks.ApprovalRequest(
         repository=release.repository,
         environment=environment,
         commit_sha=rollout.commit_sha if rollout is not None else release.commit_sha,
         requested_by=rollout.requested_by.label if rollout is not None else "someone",
         required=env.approvals if env is not None else 1,
-        approve=blocks.Button("approve", value),
-        reject=blocks.Button("reject", value),
+        approve=blocks.Button("approve", value, confirm=confirm),
+        reject=blocks.Button("reject", value, confirm=confirm),
         approved_by=tuple(d.person.label for d in rollout.approvals()) if rollout else (),
         approvers=tuple(str(a) for a in env.approvers) if env is not None else (),
         pr_number=release.pr_number,

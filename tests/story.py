@@ -155,7 +155,10 @@ class Story:
         assert response.status_code == 202, response.text
         await self.settle(allow_dead=allow_dead)
 
-    async def click(self, action_id: str, value: str, user: str) -> httpx.Response:
+    async def click(
+        self, action_id: str, value: str, user: str, *, home: bool = False
+    ) -> httpx.Response:
+        """Click a button in the channel, or (`home`) on the App Home tab."""
         payload = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
@@ -175,12 +178,38 @@ class Story:
                 }
             ],
         }
+        if home:  # a home tab's click names its view, not a channel or message
+            del payload["channel"]
+            payload["container"] = {"type": "view", "view_id": "V0HOME"}
+            payload["view"] = {"id": "V0HOME", "type": "home", "blocks": []}
         body = urlencode({"payload": json.dumps(payload)}).encode()
         response = await self.client.post(
             "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
         )
         await self.settle()
         return response
+
+    async def open_home(self, user: str) -> httpx.Response:
+        """Open the App Home tab (the `app_home_opened` event)."""
+        body = json.dumps(
+            {
+                "type": "event_callback",
+                "token": "legacy",
+                "team_id": "T0001",
+                "api_app_id": "A0001",
+                "event_id": f"Ev{time.time_ns()}",
+                "event_time": int(time.time()),
+                "event": {
+                    "type": "app_home_opened",
+                    "user": user,
+                    "channel": "D0001",
+                    "tab": "home",
+                    "event_ts": f"{time.time():.6f}",
+                },
+            }
+        ).encode()
+        headers = {**slack_headers(body, secret=SIGNING_SECRET), "Content-Type": "application/json"}
+        return await self.client.post("/slack/events", content=body, headers=headers)
 
     async def slash(self, text: str, *, user: str, channel: str = CHANNEL) -> httpx.Response:
         """Type `/deploy <text>` in Slack: the corpus's slash-command shape, filled in, with a

@@ -9,10 +9,11 @@ which the Slack emulator records: ephemeral answers in `ephemerals`, in-channel 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from bot.slack import modals
 from storage import locks
-from storage.models import ChannelSubscription
+from storage.models import ChannelSubscription, OutboxEffect
 from tests.story import (
     CHANNEL,
     NAME,
@@ -220,6 +221,18 @@ async def test_production_deploy_asks_for_confirmation_first(story: Story) -> No
 
     await story.submit(view, user="U0BOB")
     await story.eventually(lambda: "waiting for 1 approval" in story.thread())
+    # The approval request's buttons confirm too: production.
+    await story.eventually(lambda: _button(story, "approve") is not None)
+    assert "confirm" in _button(story, "approve") and "confirm" in _button(story, "reject")
+
+
+def _button(story: Story, action_id: str) -> dict | None:
+    for message in reversed(story.slack.messages):
+        for block in message.get("blocks") or []:
+            for element in block.get("elements", []):
+                if element.get("action_id") == action_id:
+                    return element
+    return None
 
 
 # --- rollback --------------------------------------------------------------------------
@@ -406,3 +419,47 @@ async def test_link_answers_privately_with_a_code(story: Story) -> None:
 async def test_later_subcommands_say_so(story: Story, text: str) -> None:
     said = await answer(story, text, user="U0BOB")
     assert "not available yet" in said
+
+
+# --- buttons whose moment has passed, and the Home tab ---------------------------------
+
+
+async def _on_stage(story: Story) -> None:
+    await answer(story, "acme/api to stage", user="U0BOB")
+    await story.settle()
+    (stage,) = story.deployments("stage")
+    await story.deliver("deployment_status", deployment_status(stage["id"], "success"))
+    await story.tick_until(lambda: _button(story, "promote") is not None)
+
+
+async def test_a_stale_click_says_so_and_redraws_the_board(story: Story) -> None:
+    await _on_stage(story)
+    promote = _button(story, "promote")
+    assert promote is not None
+    await story.click("promote", promote["value"], "U0BOB")
+    await story.eventually(lambda: "waiting for 1 approval" in story.thread())
+
+    await story.click("promote", promote["value"], "U0BOB")  # again, from the same old board
+    await story.eventually(lambda: any("busy" in t for t in private_to(story, "U0BOB")))
+    async with story.sessions() as session:
+        keys = [
+            row.idempotency_key
+            for row in (await session.execute(sa.select(OutboxEffect))).scalars()
+        ]
+    assert any(":stale-click:" in key for key in keys)
+    assert len(story.deployments("production")) == 0
+
+
+async def test_the_home_tab_shows_each_repository_and_answers_its_clicks(story: Story) -> None:
+    await _on_stage(story)
+    await story.open_home("U0BOB")
+    await story.eventually(lambda: "U0BOB" in story.slack.home_views)
+    home = str(story.slack.home_views["U0BOB"]["blocks"])
+    assert "acme/api" in home and "stage" in home and "promote:" in home
+
+    promote = _button(story, "promote")
+    assert promote is not None
+    await story.click("promote", promote["value"], "U0MALLORY", home=True)
+    await story.eventually(lambda: "⚠️" in str(story.slack.home_views.get("U0MALLORY", {})))
+    assert "does not know your GitHub login" in str(story.slack.home_views["U0MALLORY"])
+    assert story.slack.invalid_calls == []
