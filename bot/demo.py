@@ -598,7 +598,9 @@ class Story:
             "channel": {"id": CHANNEL, "name": "deploys"},
             "message": {k: v for k, v in message.items() if k != "channel"},
             "state": {"values": {}},
-            "response_url": f"{self.slack.base_url}/actions/{uuid.uuid4().hex}",
+            "response_url": self.slack.response_url(
+                channel=CHANNEL, user=user, message_ts=message.get("ts")
+            ),
             "actions": [
                 {
                     "type": "button",
