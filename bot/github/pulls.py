@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,7 +56,9 @@ async def record(
         )
     await session.flush()
     assert release.id is not None
-    cause = f"pr:{event.action}:{pr.head.sha}:{pr.pr_state}"
+    # The title is part of the cause: a second edit of it on the same commit must refresh too.
+    title = hashlib.sha256(pr.title.encode()).hexdigest()[:8]
+    cause = f"pr:{event.action}:{pr.head.sha}:{pr.pr_state}:{title}"
     effects: list[Any] = [RefreshBoard(release.id, cause)]
     await conductor.head_moved(session, release=release)
     if event.action == "synchronize":
