@@ -523,7 +523,8 @@ class GitHubEmulator(LoopbackServer):
         author: str = "octocat",
     ) -> None:
         """Make branch or tag `ref` point at commit `sha` (`repos/get-commit` resolves it).
-        A full 40-character sha resolves without this; other unknown refs answer 422."""
+        Once a repository has refs, a full 40-character sha still resolves and other unknown
+        refs answer 422; a repository without any answers the documented example."""
         with self._lock:
             commit = {"sha": sha, "message": message, "author": author}
             refs = self._refs.setdefault((owner.lower(), repo.lower()), {})
@@ -704,6 +705,8 @@ class GitHubEmulator(LoopbackServer):
         if commit is None:
             prefix = [c for key, c in refs.items() if len(ref) >= 7 and key.startswith(ref)]
             commit = prefix[0] if len(prefix) == 1 else None
+        if commit is None and not refs:  # a repository nobody set up: the documented example
+            return _json(op.status, copy.deepcopy(op.example))
         if commit is None and _SHA.fullmatch(ref):
             commit = {"sha": ref, "message": "A commit", "author": "octocat"}
         if commit is None:

@@ -109,6 +109,20 @@ async def test_get_permission(github: InstallationClient, gh: GitHubEmulator) ->
     assert await github.get_permission(owner="acme", repo="api", username="bob") == "none"
 
 
+async def test_get_commit_resolves_branches_tags_and_shas(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    sha = "0123456789abcdef" * 2 + "01234567"
+    gh.set_ref("acme", "api", "feature/login", sha, message="Log in faster\n\nDetails", author="al")
+    commit = await github.get_commit(owner="acme", repo="api", ref="feature/login")
+    assert (commit.sha, commit.title, commit.author_login) == (sha, "Log in faster", "al")
+    assert commit.html_url.endswith(f"/acme/api/commit/{sha}")
+    assert (await github.get_commit(owner="acme", repo="api", ref=sha[:7])).sha == sha
+    with pytest.raises(GitHubValidationFailed, match="No commit found"):
+        await github.get_commit(owner="acme", repo="api", ref="no-such-branch")
+    assert gh.invalid_requests == []
+
+
 async def test_create_and_list_deployments(github: InstallationClient, gh: GitHubEmulator) -> None:
     stage = await github.create_deployment(
         owner="acme", repo="api", ref=SHA, environment="stage", payload={"rollout_id": 9}
