@@ -125,3 +125,38 @@ async def test_the_release_story_on_a_running_server(story: Story, emulators) ->
     await story.deliver("deployment_status", deployment_status(rollback["id"], "success"))
     assert "Rolled back `production` to 1111111" in story.thread()
     assert story.github.invalid_requests == [] and story.slack.invalid_calls == []
+
+
+async def test_slack_commands_on_a_running_server(story: Story) -> None:
+    """`/deploy` subcommands, signed, against the real server: each answered after its ack
+    through the response_url, refusals only to the person who typed them."""
+    main = "3" * 40
+    story.github.set_ref(OWNER, NAME, "main", main, message="Main")
+    story.github.set_default_branch(OWNER, NAME, "main")
+    await story.deliver("installation", installation_created())
+
+    async def said(text: str, user: str) -> str:
+        private, public = len(story.slack.ephemerals), len(story.slack.messages)
+        response = await story.slash(text, user=user)
+        assert response.status_code == 200
+        if response.content and response.json().get("text"):
+            return response.json()["text"]
+        await story.eventually(
+            lambda: len(story.slack.ephemerals) > private or len(story.slack.messages) > public
+        )
+        fresh = story.slack.ephemerals[private:] + story.slack.messages[public:]
+        return "\n".join(m.get("text", "") for m in fresh)
+
+    assert "/deploy subscribe" in await said("help", "U0ALICE")
+    assert "needs an environment" in await said("acme/api to", "U0ALICE")
+    assert "is not a branch, tag or commit" in await said("acme/api@nope to stage", "U0ALICE")
+    assert "bob locked `stage`" in await said("lock acme/api stage release prep", "U0BOB")
+    assert "locked by bob (release prep)" in await said("acme/api to stage", "U0ALICE")
+    assert "bob unlocked `stage`" in await said("unlock acme/api stage", "U0BOB")
+    assert "asked to deploy acme/api@main (3333333)" in await said("acme/api to stage", "U0ALICE")
+    await story.eventually(lambda: len(story.deployments("stage")) == 1)
+    assert story.deployments("stage")[0]["sha"] == main
+    await said("status acme/api", "U0ALICE")
+    (status,) = [m for m in story.slack.ephemerals if m.get("blocks")]
+    assert "*stage*" in str(status["blocks"])
+    assert story.github.invalid_requests == [] and story.slack.invalid_calls == []
