@@ -499,7 +499,7 @@ def request_rollback(
     """
     env = pipeline.environment(current.environment)
     name = env.name if env is not None else current.environment
-    if current.kind is Kind.ROLLBACK:
+    if current.kind is Kind.ROLLBACK and current.status.active:
         return _refuse(f"`{name}` is already being rolled back to {current.commit_sha[:7]}.")
     if current.status not in {Status.SUCCESS, Status.VERIFYING, Status.FAILURE}:
         return _refuse(

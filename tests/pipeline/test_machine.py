@@ -410,6 +410,13 @@ def test_rolling_back_a_verifying_deploy_stops_it_first() -> None:
     assert back.status is Status.PENDING
 
 
+def test_a_finished_rollback_can_be_rolled_back_further() -> None:
+    # After a rollback to OLD succeeded, an older good commit may still be chosen.
+    back = rollout("production", Status.SUCCESS, kind=Kind.ROLLBACK)
+    (further,) = roll_back(back, "0" * 40).rollouts
+    assert further.kind is Kind.ROLLBACK and further.commit_sha == "0" * 40
+
+
 @pytest.mark.parametrize(
     ("current", "target", "says"),
     [
