@@ -8,6 +8,7 @@ is answered ephemerally and the board is drawn again, so the buttons match the s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,19 +24,19 @@ from bot.pipeline.effects import RefreshBoard
 from bot.pipeline.policy import may_approve
 from bot.slack.blocks import escape
 from bot.slack.commands import SlashCommands
-from bot.slack.home import home_for
 from integrations.github_app import GitHubApp, GitHubError
 from storage import installations, releases
 from storage.models import Release as ReleaseRow
 from storage.models import utcnow
 
 log = structlog.get_logger(__name__)
+_DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() takes "²", which int() refuses
 
 
 def rollout_id_of(value: str) -> int | None:
     """The rollout a button's opaque value names (`rollout:<id>`)."""
     kind, _, number = value.partition(":")
-    return int(number) if kind == "rollout" and number.isdigit() else None
+    return int(number) if kind == "rollout" and _DIGITS.fullmatch(number) else None
 
 
 class ButtonActions:
@@ -73,8 +74,7 @@ class ButtonActions:
         text = refusal if refusal is None or action_id == "rollback" else escape(refusal)
         if (body.get("view") or {}).get("type") == "home":
             # A home tab cannot show an ephemeral message: draw it again, saying why.
-            view = await home_for(self.sessions, user=user, notice=text and f"⚠️ {text}")
-            await client.views_publish(user_id=user, view=view)
+            await client.views_publish(user_id=user, view=await self.commands.home(user, text))
             return
         if text is not None and channel:
             await client.chat_postEphemeral(channel=channel, user=user, text=text)
@@ -237,6 +237,6 @@ def _release_id_of(value: str) -> int | None:
     """The release a promote or rollback button names (`<kind>:<release>:<env>`)."""
     kind, _, rest = value.partition(":")
     release_id, _, environment = rest.partition(":")
-    if kind not in {"promote", "rollback"} or not release_id.isdigit() or not environment:
+    if kind not in {"promote", "rollback"} or not _DIGITS.fullmatch(release_id) or not environment:
         return None
     return int(release_id)

@@ -12,6 +12,7 @@ and overrides ask for confirmation in a modal first.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,12 +37,12 @@ from bot.pipeline.commands import (
     parse_slash,
     render_slash,
 )
-from bot.pipeline.config import Pipeline, PipelineError
+from bot.pipeline.config import DEFAULT_PIPELINE, Pipeline, PipelineError
 from bot.pipeline.models import Person
 from bot.pipeline.policy import needs_confirmation
 from bot.slack import modals
 from bot.slack.blocks import escape
-from bot.slack.home import status_message
+from bot.slack.home import home_for, status_message
 from integrations.github_app import (
     GitHubApp,
     GitHubError,
@@ -51,7 +52,7 @@ from integrations.github_app import (
 )
 from storage import identities, installations, locks, releases, subscriptions
 from storage.models import utcnow
-from storage.overview import environments_of
+from storage.overview import RepositoryOverview, environments_of
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +73,7 @@ _LATER = {
     Verb.RESUME: "Pausing arrives with canary rollouts",
 }
 _CANDIDATES = 10
+_READ_CACHE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Invocation:
     response_url: str | None = None
     trigger_id: str | None = None
     confirmed: bool = False
+    expect: str | None = None  # what the person confirmed (a commit, a lock), checked again
 
     @classmethod
     def from_command(cls, command: dict[str, Any]) -> Invocation:
@@ -95,9 +98,14 @@ class Invocation:
             trigger_id=command.get("trigger_id"),
         )
 
-    def meta(self) -> dict[str, Any]:
-        """What a confirmation modal must carry back to run this again."""
-        return {"text": self.text, "channel": self.channel, "response_url": self.response_url}
+    def meta(self, expect: str) -> dict[str, Any]:
+        """What a confirmation modal must carry back to run this again, and what it showed."""
+        return {
+            "text": self.text,
+            "channel": self.channel,
+            "response_url": self.response_url,
+            "expect": expect,
+        }
 
     @classmethod
     def confirmed_from(cls, meta: dict[str, Any], *, user: str) -> Invocation | None:
@@ -109,16 +117,22 @@ class Invocation:
             channel=meta["channel"],
             response_url=meta.get("response_url"),
             confirmed=True,
+            expect=str(meta.get("expect") or ""),
         )
+
+
+Home = Callable[[str, str | None], Awaitable[dict[str, Any]]]
 
 
 class Reply:
     """Answers to one invocation: through its `response_url` (works in any channel the
-    command was typed in, bot invited or not), else through the Web API."""
+    command was typed in, bot invited or not), else through the Web API, else (a click on
+    the Home tab) by drawing the tab again with the answer at the top."""
 
-    def __init__(self, invocation: Invocation, client: AsyncWebClient) -> None:
+    def __init__(self, invocation: Invocation, client: AsyncWebClient, home: Home) -> None:
         self.invocation = invocation
         self.client = client
+        self.home = home
 
     async def private(self, text: str, **extra: Any) -> None:
         await self._send(text, "ephemeral", extra)
@@ -132,6 +146,9 @@ class Reply:
             await AsyncRespond(response_url=inv.response_url)(
                 text=text, response_type=response_type, **extra
             )
+        elif not inv.channel:
+            view = await self.home(inv.user, text)
+            await self.client.views_publish(user_id=inv.user, view=view)
         elif response_type == "ephemeral":
             await self.client.chat_postEphemeral(channel=inv.channel, user=inv.user, text=text)
         else:
@@ -163,7 +180,7 @@ class _Refused(Exception):
 def usage_of(command: Command) -> str:
     """The usage line of a command's verb, from the parser's own error for its bare form."""
     error = parse_slash(command.verb.value if command.verb is not Verb.DEPLOY else "a/b")
-    return error.usage if isinstance(error, CommandError) else SLACK_USAGE
+    return escape(error.usage if isinstance(error, CommandError) else SLACK_USAGE)
 
 
 class SlashCommands:
@@ -183,6 +200,7 @@ class SlashCommands:
         self.on_change = on_change
         self.config_path = config_path
         self.clock = clock
+        self._readable: dict[tuple[str, str], tuple[bool, float]] = {}
 
     @staticmethod
     def immediate(text: str) -> str | None:
@@ -192,12 +210,12 @@ class SlashCommands:
         if isinstance(command, CommandError):
             return escape(command.text)
         if command.verb is Verb.HELP:
-            return SLACK_USAGE
+            return escape(SLACK_USAGE)
         return None
 
     async def run(self, invocation: Invocation, client: AsyncWebClient) -> None:
         """Work out an acknowledged command and answer it; never raises."""
-        reply = Reply(invocation, client)
+        reply = Reply(invocation, client, self.home)
         command = parse_slash(invocation.text)
         try:
             if isinstance(command, CommandError):
@@ -224,7 +242,7 @@ class SlashCommands:
         self, command: Command, inv: Invocation, reply: Reply, client: AsyncWebClient
     ) -> None:
         if command.verb is Verb.HELP:
-            await reply.private(SLACK_USAGE)
+            await reply.private(escape(SLACK_USAGE))
         elif command.verb is Verb.LINK:
             await self._link(command, inv, reply)
         elif command.verb in _LATER:
@@ -277,8 +295,8 @@ class SlashCommands:
             raise _Refused(
                 f"`/deploy {command.verb.value}` needs {need} permission on "
                 f"{escape(row.full_name)}, and deploybot does not know your GitHub login. "
-                "Link it with `/deploy link <github-login>` (you confirm it on GitHub), or ask "
-                "for it to be added under `users:` in the pipeline file."
+                "Link it with `/deploy link &lt;github-login&gt;` (you confirm it on GitHub), "
+                "or ask for it to be added under `users:` in the pipeline file."
             )
         permission = await client.get_permission(owner=owner, repo=name, username=person.github)
         if _RANK.get(permission, 0) < _RANK[need]:
@@ -307,12 +325,20 @@ class SlashCommands:
         return env.name
 
     async def _confirm(
-        self, client: AsyncWebClient, inv: Invocation, *, title: str, text: str, verb: str
+        self,
+        client: AsyncWebClient,
+        inv: Invocation,
+        *,
+        title: str,
+        text: str,
+        verb: str,
+        expect: str,
     ) -> None:
-        """Ask in a modal; the submission runs the same command again, confirmed."""
+        """Ask in a modal; the submission runs the same command again, confirmed, and it is
+        refused if what was shown (`expect`) has changed meanwhile."""
         if not inv.trigger_id:
             raise _Refused("This needs a confirmation, and Slack sent no way to ask for one.")
-        view = modals.confirm(title=title, text=text, verb=verb, meta=inv.meta())
+        view = modals.confirm(title=title, text=text, verb=verb, meta=inv.meta(expect))
         try:
             await client.views_open(trigger_id=inv.trigger_id, view=view)
         except SlackApiError as exc:
@@ -409,6 +435,12 @@ class SlashCommands:
                 f"`{escape(ref)}` is not a branch, tag or commit of {escape(repo.full_name)}."
             ) from None
         what = f"{escape(repo.full_name)}@{escape(ref)} ({commit.sha[:7]})"
+        if inv.confirmed and inv.expect != commit.sha:
+            raise _Refused(
+                f"`{escape(ref)}` moved to {commit.sha[:7]} after you confirmed "
+                f"{escape((inv.expect or '')[:7])}, so nothing was deployed. Run the command "
+                "again to deploy what it is now."
+            )
         if Flag.DRY_RUN in command.flags:
             await reply.private(f"Dry run, nothing deployed: {what} would go to `{env}`.")
             return
@@ -420,6 +452,7 @@ class SlashCommands:
                 title=f"Deploy to {env}",
                 text=f"Deploy {what} to `{escape(env)}`{forced}?",
                 verb="Deploy",
+                expect=commit.sha,
             )
             return
         async with self.sessions.begin() as session:
@@ -467,7 +500,7 @@ class SlashCommands:
         if command.flags & {Flag.QUEUE}:
             raise _Refused("`--queue` is not available yet; rollbacks never wait anyway.")
         if Flag.DRY_RUN in command.flags:
-            target = await self.targets(repo.full_name, env, repo.client)
+            target = await self.targets(repo, env)
             what = f"back to {target[0].sha[:7]}" if target else "nowhere: nothing to go back to"
             await reply.private(f"Dry run, nothing rolled back: `{escape(env)}` would go {what}.")
             return
@@ -476,9 +509,8 @@ class SlashCommands:
         await self.open_rollback(
             client,
             trigger_id=inv.trigger_id,
-            repository=repo.full_name,
-            environment=env,
-            github=repo.client,
+            repo=repo,
+            env=env,
             meta={"channel": inv.channel, "response_url": inv.response_url},
         )
 
@@ -508,6 +540,13 @@ class SlashCommands:
         now = self.clock()
         async with self.sessions() as session:
             existing = await locks.get(session, repository=repo.full_name, environment=env)
+        shown = lock_rules.describe(existing) if existing is not None else ""
+        if inv.confirmed and inv.expect != shown:
+            raise _Refused(
+                f"The lock on `{escape(env)}` changed after you confirmed"
+                + (f": it is now {escape(shown)}" if shown else "")
+                + ". Nothing was unlocked; run the command again if you still mean it."
+            )
         if not inv.confirmed and lock_rules.overrides(existing, repo.person, now):
             decision = lock_rules.release(
                 repo.pipeline,
@@ -525,8 +564,9 @@ class SlashCommands:
                 inv,
                 title=f"Unlock {env}",
                 text=f"`{escape(env)}` of {escape(repo.full_name)} is "
-                f"{escape(lock_rules.describe(existing))}. Take the lock away?",
+                f"{escape(shown)}. Take the lock away?",
                 verb="Unlock",
+                expect=shown,
             )
             return
         async with self.sessions.begin() as session:
@@ -545,19 +585,20 @@ class SlashCommands:
 
     # --- rollback targets (also for the Rollback button) -------------------------------
 
-    async def targets(
-        self, repository: str, environment: str, github: InstallationClient
-    ) -> list[modals.Candidate]:
-        """Commits that succeeded in the environment, other than the one running there:
-        deploybot's records first, then GitHub's deployment history, newest first."""
+    async def targets(self, repo: _Repo, environment: str) -> list[modals.Candidate]:
+        """Commits that succeeded in the environment, other than the one running there,
+        newest first: deploybot's records, then GitHub's deployment history. A rollback
+        skips approvals, so where approvals are needed it only goes back to commits that
+        passed them here: GitHub's history (anyone with write access can add to it) is not
+        offered there."""
         async with self.sessions() as session:
             current = await releases.current_in_environment(
-                session, repository=repository, environment=environment
+                session, repository=repo.full_name, environment=environment
             )
             running = current[1].commit_sha if current else ""
             ours = await releases.good_commits(
                 session,
-                repository=repository,
+                repository=repo.full_name,
                 environment=environment,
                 other_than=running,
                 limit=_CANDIDATES,
@@ -566,10 +607,11 @@ class SlashCommands:
             modals.Candidate(sha=r.commit_sha, when=r.created_at, by=r.requested_by.label)
             for r in ours
         ]
-        if len(found) < _CANDIDATES:
+        env = repo.pipeline.environment(environment)
+        if len(found) < _CANDIDATES and env is not None and env.approvals == 0:
             theirs = await github_good_commits(
-                github,
-                repository=repository,
+                repo.client,
+                repository=repo.full_name,
                 environment=environment,
                 other_than=running,
                 limit=_CANDIDATES,
@@ -599,14 +641,7 @@ class SlashCommands:
         try:
             repo = await self._repo(command, inv)
             env = self._environment(repo, command)
-            await self.open_rollback(
-                client,
-                trigger_id=trigger_id,
-                repository=repo.full_name,
-                environment=env,
-                github=repo.client,
-                meta=meta,
-            )
+            await self.open_rollback(client, trigger_id=trigger_id, repo=repo, env=env, meta=meta)
         except _Refused as refusal:
             return str(refusal)
         except GitHubError as exc:
@@ -619,47 +654,49 @@ class SlashCommands:
         client: AsyncWebClient,
         *,
         trigger_id: str,
-        repository: str,
-        environment: str,
-        github: InstallationClient,
+        repo: _Repo,
+        env: str,
         meta: dict[str, Any],
     ) -> None:
-        """Open the rollback modal within Slack's 3 seconds, then fill in GitHub's history."""
+        """Open the rollback modal within Slack's 3 seconds: with the candidates if they are
+        found within a second, else saying it is looking and filling them in after."""
         async with self.sessions() as session:
             current = await releases.current_in_environment(
-                session, repository=repository, environment=environment
+                session, repository=repo.full_name, environment=env
             )
         if current is None:
-            raise _Refused(f"Nothing has been deployed to `{escape(environment)}` yet.")
+            raise _Refused(f"Nothing has been deployed to `{escape(env)}` yet.")
         if meta.get("release") not in (None, current[0].release_id):
             raise _Refused(  # a button on an older thread
-                f"`{escape(environment)}` now runs {current[1].commit_sha[:7]} from another "
+                f"`{escape(env)}` now runs {current[1].commit_sha[:7]} from another "
                 "pull request; roll back from that thread or with `/deploy rollback`."
             )
-        meta = {**meta, "repository": repository, "environment": environment}
-        try:
-            candidates = await asyncio.wait_for(
-                self.targets(repository, environment, github), timeout=1.5
-            )
-        except TimeoutError:
-            candidates = None
-        view = modals.rollback(
-            repository=repository,
-            environment=environment,
-            current_sha=current[1].commit_sha,
-            candidates=candidates or [],
-            meta=meta,
-        )
-        opened = await client.views_open(trigger_id=trigger_id, view=view)
-        if candidates is None:  # GitHub was slow: show what it knows once it answers
-            later = modals.rollback(
-                repository=repository,
-                environment=environment,
+        meta = {**meta, "repository": repo.full_name, "environment": env}
+        looking = asyncio.ensure_future(self.targets(repo, env))
+        done, _ = await asyncio.wait({looking}, timeout=1.0)
+
+        def view(candidates: list[modals.Candidate] | None) -> dict[str, Any]:
+            return modals.rollback(
+                repository=repo.full_name,
+                environment=env,
                 current_sha=current[1].commit_sha,
-                candidates=await self.targets(repository, environment, github),
+                candidates=candidates,
                 meta=meta,
             )
-            await client.views_update(view_id=opened["view"]["id"], view=later)
+
+        try:
+            opened = await client.views_open(
+                trigger_id=trigger_id, view=view(looking.result() if done else None)
+            )
+        except SlackApiError as exc:
+            looking.cancel()
+            if exc.response.get("error") in {"expired_trigger_id", "invalid_trigger_id"}:
+                raise _Refused(
+                    "Slack's time to open the rollback dialog ran out; click or run it again."
+                ) from None
+            raise
+        if not done:
+            await client.views_update(view_id=opened["view"]["id"], view=view(await looking))
 
     async def roll_back_to(
         self,
@@ -685,14 +722,14 @@ class SlashCommands:
             channel=str(meta.get("channel") or ""),
             response_url=meta.get("response_url"),
         )
-        reply = Reply(inv, client)
+        reply = Reply(inv, client, self.home)
         try:
             command = parse_slash(inv.text)
             if isinstance(command, CommandError):
                 raise _Refused(escape(command.text))
             repo = await self._repo(command, inv)
             env = self._environment(repo, command)
-            allowed = {c.sha for c in await self.targets(repo.full_name, env, repo.client)}
+            allowed = {c.sha for c in await self.targets(repo, env)}
             if target not in allowed:
                 raise _Refused(
                     f"{escape(target[:7])} is not a commit that succeeded in `{escape(env)}`; "
@@ -721,3 +758,47 @@ class SlashCommands:
         except GitHubError as exc:
             log.warning("rollback: GitHub failed", error=str(exc))
             await self._try(reply.private("GitHub did not answer deploybot; try again."))
+        except Exception:
+            log.exception("rollback failed")
+            await self._try(reply.private("Something went wrong in deploybot; it was logged."))
+
+    # --- the Home tab --------------------------------------------------------------------
+
+    async def home(self, user: str, notice: str | None = None) -> dict[str, Any]:
+        """The Home tab for `user`: the repositories they may read on GitHub."""
+
+        async def may_read(overview: RepositoryOverview) -> bool:
+            return await self._may_read(user, overview)
+
+        return await home_for(
+            self.sessions,
+            user=user,
+            may_read=may_read,
+            notice=f"⚠️ {notice}" if notice else None,
+        )
+
+    async def _may_read(self, user: str, overview: RepositoryOverview) -> bool:
+        """Whether `user`'s GitHub login (known as for commands) may read the repository;
+        remembered for a few minutes, since every Home tab asks for every repository."""
+        key = (user, overview.repository)
+        now = time.monotonic()
+        cached = self._readable.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        allowed = False
+        async with self.sessions() as session:
+            row = await installations.find_repository(session, name=overview.repository)
+            pipeline = overview.pipeline or DEFAULT_PIPELINE
+            person = await person_for_slack(session, pipeline=pipeline, slack_user=user)
+        if row is not None and row.installation_id is not None and person.github:
+            owner, name = row.full_name.split("/", 1)
+            try:
+                permission = await self.github.installation(row.installation_id).get_permission(
+                    owner=owner, repo=name, username=person.github
+                )
+            except GitHubError as exc:
+                log.warning("home tab: permission lookup failed", error=str(exc))
+                return False  # not remembered: GitHub may answer next time
+            allowed = _RANK.get(permission, 0) >= _RANK["read"]
+        self._readable[key] = (allowed, now + _READ_CACHE_SECONDS)
+        return allowed

@@ -7,6 +7,8 @@ the same buttons (action ids, values and confirmations) as a thread's status boa
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -23,6 +25,7 @@ from bot.slack.blocks import (
     LockNote,
     Message,
     RepositoryStatus,
+    escape,
 )
 from bot.slack.board import confirms
 from storage.overview import (
@@ -44,15 +47,19 @@ async def home_for(
     sessions: async_sessionmaker[AsyncSession],
     *,
     user: str,
+    may_read: Callable[[RepositoryOverview], Awaitable[bool]],
     team_url: str | None = None,
     notice: str | None = None,
 ) -> dict[str, Any]:
-    """The App Home view for `user` (every subscribed repository, the same for everyone).
+    """The App Home view for `user`: every subscribed repository they may read on GitHub
+    (`may_read`), so a private repository's releases show only to its own people.
 
-    `team_url` (from `auth.test`) makes thread links open in the workspace directly. A broken
-    pipeline file shows as a note on its repository; a database error gives the tab without
+    `team_url` (from `auth.test`) makes thread links open in the workspace directly.
+    `notice` (our own mrkdwn) answers the click that republished the tab. A broken pipeline
+    file shows as a note on its repository; a database error gives the tab without
     repositories and a note, so publishing never fails because of what is stored.
     """
+    usage = escape(SLACK_USAGE)
     try:
         async with sessions() as session:
             names = await subscribed_repositories(session)
@@ -63,11 +70,14 @@ async def home_for(
     except SQLAlchemyError as exc:
         log.warning("home tab: reading repositories failed", user=user, error=str(exc))
         return blocks.home_view(
-            "Could not read the repositories just now; open the tab again in a minute.\n\n"
-            + SLACK_USAGE
+            "Could not read the repositories just now; open the tab again in a minute.\n\n" + usage,
+            notice=notice,
         )
-    statuses = [repository_status_of(o, buttons=True, team_url=team_url) for o in overviews]
-    return blocks.home_view(SLACK_USAGE, statuses, more=len(names) - len(overviews), notice=notice)
+    readable = await asyncio.gather(*(may_read(overview) for overview in overviews))
+    shown = [o for o, ok in zip(overviews, readable, strict=True) if ok]
+    statuses = [repository_status_of(o, buttons=True, team_url=team_url) for o in shown]
+    more = max(len(names) - len(overviews), 0) if shown else 0
+    return blocks.home_view(usage, statuses, more=more, notice=notice)
 
 
 def status_message(overview: RepositoryOverview, *, team_url: str | None = None) -> Message:

@@ -17,7 +17,6 @@ from bot.settings import Settings
 from bot.slack import modals
 from bot.slack.actions import ButtonActions
 from bot.slack.commands import Invocation, SlashCommands
-from bot.slack.home import home_for
 from integrations.github_app import GitHubApp
 
 
@@ -107,5 +106,6 @@ def register(app: AsyncApp, buttons: ButtonActions, commands: SlashCommands) -> 
     @app.event("app_home_opened")
     async def app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") == "home":
-            view = await home_for(commands.sessions, user=event["user"])
-            await client.views_publish(user_id=event["user"], view=view)
+            await client.views_publish(
+                user_id=event["user"], view=await commands.home(event["user"])
+            )

@@ -70,15 +70,31 @@ def rollback(
     repository: str,
     environment: str,
     current_sha: str,
-    candidates: list[Candidate],
+    candidates: list[Candidate] | None,
     meta: dict[str, Any],
 ) -> dict[str, Any]:
-    """Pick the commit to roll `environment` back to: the newest first, preselected."""
+    """Pick the commit to roll `environment` back to: the newest first, preselected.
+    `candidates` None: still looking them up (the modal says so, and cannot be submitted)."""
     env = _code(_one_line(environment), 60)
     intro = (
         f"{env} of *{_esc(_one_line(repository), 200)}* runs {_code(current_sha[:7])}. "
         "Choose the commit to deploy instead; it is deployed at once, without approvals."
     )
+    if candidates is None:
+        return {
+            "type": "modal",
+            "callback_id": ROLLBACK,
+            "title": _plain("Roll back", MAX_TITLE),
+            "close": _plain("Cancel", MAX_TITLE),
+            "private_metadata": metadata(meta),
+            "blocks": [
+                {"type": "section", "text": _section(intro)},
+                {
+                    "type": "context",
+                    "elements": [_section("Looking up the commits that succeeded there…")],
+                },
+            ],
+        }
     shown = candidates[:MAX_OPTIONS]
     if not shown:
         return {
@@ -92,8 +108,8 @@ def rollback(
                 {
                     "type": "section",
                     "text": _section(
-                        f"No earlier commit succeeded in {env}, in deploybot's records or "
-                        "GitHub's deployment history, so there is nothing to roll back to."
+                        f"No earlier commit succeeded in {env}, so there is nothing to roll "
+                        "back to."
                     ),
                 },
             ],

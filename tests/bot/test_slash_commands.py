@@ -14,8 +14,10 @@ import sqlalchemy as sa
 from bot.slack import modals
 from storage import locks
 from storage.models import ChannelSubscription, OutboxEffect
+from storage.models import Rollout as RolloutRow
 from tests.story import (
     CHANNEL,
+    INSTALLATION_ID,
     NAME,
     OWNER,
     REPOSITORY,
@@ -463,3 +465,99 @@ async def test_the_home_tab_shows_each_repository_and_answers_its_clicks(story: 
     await story.eventually(lambda: "⚠️" in str(story.slack.home_views.get("U0MALLORY", {})))
     assert "does not know your GitHub login" in str(story.slack.home_views["U0MALLORY"])
     assert story.slack.invalid_calls == []
+
+
+# --- what was confirmed is what happens ---------------------------------------------------
+
+
+async def _confirm_view(story: Story, text: str, user: str) -> dict:
+    before = {k for k, v in story.slack.views.items() if v.get("callback_id") == modals.CONFIRM}
+    await story.slash(text, user=user)
+    await story.eventually(
+        lambda: any(
+            k not in before and v.get("callback_id") == modals.CONFIRM
+            for k, v in story.slack.views.items()
+        )
+    )
+    return opened_view(story, modals.CONFIRM)
+
+
+async def test_a_ref_that_moves_after_the_confirmation_is_not_deployed(story: Story) -> None:
+    await answer(story, "lock acme/api stage", user="U0ALICE")  # admin: --force allowed
+    view = await _confirm_view(story, "acme/api to production --force", "U0ALICE")
+    assert "a1a1a1a" in str(view["blocks"])
+    story.github.set_ref(OWNER, NAME, "main", "c3" * 20)  # someone pushed meanwhile
+    await story.submit(view, user="U0ALICE")
+    await story.eventually(
+        lambda: any(
+            "moved to c3c3c3c after you confirmed" in t for t in private_to(story, "U0ALICE")
+        )
+    )
+    await story.settle()
+    assert story.deployments("production") == []
+
+
+async def test_an_unlock_confirmed_for_one_holder_does_not_remove_anothers(story: Story) -> None:
+    await answer(story, "lock acme/api stage", user="U0BOB")
+    view = await _confirm_view(story, "unlock acme/api stage", "U0ALICE")
+    await answer(story, "unlock acme/api stage", user="U0BOB")
+    await answer(story, "lock acme/api stage mine now", user="U0BOB")  # taken again: new since
+    await story.submit(view, user="U0ALICE")
+    await story.eventually(
+        lambda: any("changed after you confirmed" in t for t in private_to(story, "U0ALICE"))
+    )
+    async with story.sessions() as session:
+        held = await locks.get(session, repository=REPOSITORY, environment="stage")
+    assert held is not None and held.reason == "mine now"
+
+
+# --- rollback targets from GitHub's history ------------------------------------------------
+
+
+async def _github_only_success(app, environment: str, sha: str) -> None:
+    """A deployment someone made outside deploybot (before it was installed, or by hand)."""
+    client = app.state.services.github.installation(INSTALLATION_ID)
+    deployment = await client.create_deployment(
+        owner=OWNER, repo=NAME, ref=sha, environment=environment, payload={}
+    )
+    await client.create_deployment_status(
+        owner=OWNER, repo=NAME, deployment_id=deployment.id, state="success"
+    )
+
+
+async def _rollback_options(story: Story, environment: str) -> list[str]:
+    story.slack.reset()
+    await story.slash(f"rollback acme/api {environment}", user="U0ALICE")
+    await story.eventually(
+        lambda: any(
+            v.get("callback_id") == modals.ROLLBACK and "Looking up" not in str(v["blocks"])
+            for v in story.slack.views.values()
+        )
+    )
+    view = opened_view(story, modals.ROLLBACK)
+    pickers = [b for b in view["blocks"] if b.get("block_id") == modals.TARGET_BLOCK]
+    return [o["value"] for p in pickers for o in p["element"]["options"]]
+
+
+async def test_github_history_is_offered_only_where_no_approval_is_skipped(app, story) -> None:
+    older = "d4" * 20
+    await _github_only_success(app, "stage", older)
+    await _github_only_success(app, "production", older)
+    await _succeed(story, "main")
+    assert await _rollback_options(story, "stage") == [older]
+
+    # production needs an approval: a rollback there only goes back to what passed one here.
+    async with story.sessions.begin() as session:
+        await session.execute(
+            sa.update(RolloutRow)
+            .where(RolloutRow.environment == "stage")
+            .values(environment="production")
+        )
+    assert await _rollback_options(story, "production") == []
+
+
+async def test_the_home_tab_hides_repositories_the_viewer_cannot_read(story: Story) -> None:
+    await _on_stage(story)
+    await story.open_home("U0STRANGER")  # no GitHub login known
+    await story.eventually(lambda: "U0STRANGER" in story.slack.home_views)
+    assert "acme/api" not in str(story.slack.home_views["U0STRANGER"]["blocks"])

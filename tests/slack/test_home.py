@@ -721,7 +721,7 @@ async def test_home_for_reads_every_subscribed_repository(engine: AsyncEngine) -
             )
         )
 
-    view = await home_for(sessions, user="U0ALICE")
+    view = await home_for(sessions, user="U0ALICE", may_read=everyone)
     assert_valid_home(view)
     assert shown_repositories(view) == ["acme/api", "acme/web"]
     got = [(b["action_id"], b["value"]) for b in buttons(view["blocks"])]
@@ -769,7 +769,9 @@ async def test_thirty_repositories_from_the_database(engine: AsyncEngine) -> Non
                         status="success",
                     )
                 )
-    view = await home_for(sessions, user="U0ALICE", team_url="https://acme.slack.com/")
+    view = await home_for(
+        sessions, user="U0ALICE", may_read=everyone, team_url="https://acme.slack.com/"
+    )
     assert_valid_home(view)
     shown = shown_repositories(view)
     assert shown[0] == "acme/repo-00"
@@ -779,8 +781,26 @@ async def test_thirty_repositories_from_the_database(engine: AsyncEngine) -> Non
 async def test_home_for_survives_a_database_without_tables(tmp_path: Path) -> None:
     engine = db.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     try:
-        view = await home_for(db.session_factory(engine), user="U0ALICE")
+        view = await home_for(db.session_factory(engine), user="U0ALICE", may_read=everyone)
     finally:
         await engine.dispose()
     assert view_errors(view, kinds=("home",)) == ([], [])
     assert "Could not read the repositories" in view["blocks"][-1]["text"]["text"]
+
+
+async def everyone(_overview: RepositoryOverview) -> bool:
+    return True
+
+
+async def test_home_for_shows_only_what_the_viewer_may_read(engine: AsyncEngine) -> None:
+    sessions = db.session_factory(engine)
+    async with sessions.begin() as session:
+        for name in ("acme/open", "acme/secret"):
+            session.add(ChannelSubscription(repository=name, channel_id="C1", created_by="U1"))
+
+    async def only_open(overview: RepositoryOverview) -> bool:
+        return overview.repository == "acme/open"
+
+    view = await home_for(sessions, user="U0ALICE", may_read=only_open)
+    assert_valid_home(view)
+    assert "acme/open" in str(view["blocks"]) and "acme/secret" not in str(view["blocks"])
