@@ -298,9 +298,9 @@ class OutboxDispatcher(QueueWorker):
         async with self.sessions() as session:
             posted = await outbox.sent_result(session, idempotency_key=request_key)
             status = await outbox.status_of(session, idempotency_key=request_key)
-        if posted is None and status == OutboxStatus.PENDING.value:
+        if posted is None and status in {None, OutboxStatus.PENDING.value}:
             # The thread's order normally sends the request first; not so for a request
-            # put back in line from the dead letters.
+            # put back in line from the dead letters, or one not yet visible to us.
             raise RuntimeError("the approval request is not posted yet; closing it later")
         ts = (posted or {}).get("ts")  # none: the request was given up on, nothing to close
         if ts:
