@@ -133,9 +133,23 @@ class IdentityLink(SQLModel, table=True):
 
 class Release(SQLModel, table=True):
     """A pull request (or a commit pushed without one) on its way through the environments,
-    with its Slack thread. `commit_sha` is the head now; each rollout keeps its own commit."""
+    with its Slack thread. `commit_sha` is the head now; each rollout keeps its own commit.
 
-    __table_args__ = (sa.UniqueConstraint("repository", "pr_number"),)
+    A commit deployed by name without a pull request has one release of its own
+    (`pr_number` NULL), kept to one per commit by `ux_release_commit`: the unique
+    constraint on `(repository, pr_number)` never compares NULLs."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("repository", "pr_number"),
+        sa.Index(
+            "ux_release_commit",
+            "repository",
+            "commit_sha",
+            unique=True,
+            sqlite_where=sa.text("pr_number IS NULL"),
+            postgresql_where=sa.text("pr_number IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     repository: str = Field(index=True)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.pipeline.effects import Effect
 from bot.pipeline.machine import Outcome, Release
 from bot.pipeline.models import Decision, EnvironmentHistory, Kind, Person, Rollout, Status
-from storage import leases, locks, outbox
+from storage import db, leases, locks, outbox
 from storage.models import (
     ACTIVE_STATUSES,
     Approval,
@@ -83,7 +83,11 @@ async def release_for_commit(
     commit_url: str | None,
 ) -> ReleaseRow:
     """The release that carries a commit deployed by name (`/deploy acme/api@main to stage`):
-    the open pull request whose head it is, else the commit's own release (created once)."""
+    the open pull request whose head it is, else the commit's own release (created once).
+
+    Two requests for a new commit may race: `ux_release_commit` keeps one commit release,
+    the loser's insert does nothing (on PostgreSQL it waits for the winner to commit) and
+    both read the winner's row."""
     found = (
         await session.execute(
             sa.select(ReleaseRow)
@@ -96,18 +100,36 @@ async def release_for_commit(
     ).scalar_one_or_none()
     if found is not None:
         return found
-    row = ReleaseRow(
-        repository=repository,
-        commit_sha=commit_sha,
-        title=title,
-        author=author,
-        head_ref=head_ref,
-        pr_url=commit_url,
-        pr_state="open",
+    now = utcnow()
+    await session.execute(
+        db.insert(session, ReleaseRow)
+        .values(
+            repository=repository,
+            commit_sha=commit_sha,
+            pr_number=None,
+            title=title,
+            author=author,
+            head_ref=head_ref,
+            pr_url=commit_url,
+            pr_state="open",
+            pipeline="",
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["repository", "commit_sha"],
+            index_where=ReleaseRow.pr_number.is_(None),
+        )
     )
-    session.add(row)
-    await session.flush()
-    return row
+    return (
+        await session.execute(
+            sa.select(ReleaseRow).where(
+                ReleaseRow.repository == repository,
+                ReleaseRow.commit_sha == commit_sha,
+                ReleaseRow.pr_number.is_(None),
+            )
+        )
+    ).scalar_one()
 
 
 async def get_release(session: AsyncSession, *, release_id: int) -> ReleaseRow | None:
