@@ -353,14 +353,35 @@ async def lock(
     reason: str | None,
     now: datetime,
 ) -> locks.LockDecision:
-    """Take or renew an environment's lock, unless someone else holds it."""
-    existing = await lock_rows.get(session, repository=repository, environment=environment)
-    decision = locks.take(
-        pipeline, environment=environment, person=person, existing=existing, reason=reason, now=now
+    """Take or renew an environment's lock, unless someone else holds it.
+
+    The database decides a race: the write only takes effect if nobody else took the lock
+    since it was read. If someone did, read and decide again, so of two people locking at
+    once exactly one holds the lock and the other is told who does."""
+    for _ in range(3):
+        existing = await lock_rows.get(session, repository=repository, environment=environment)
+        decision = locks.take(
+            pipeline,
+            environment=environment,
+            person=person,
+            existing=existing,
+            reason=reason,
+            now=now,
+        )
+        if decision.lock is None:
+            return decision
+        if await lock_rows.put(session, repository=repository, lock=decision.lock, now=now):
+            return decision
+    current = await lock_rows.get(session, repository=repository, environment=environment)
+    now_held = (
+        f" It is now {locks.describe(current)}."
+        if current is not None and current.held_at(now)
+        else ""
     )
-    if decision.lock is not None:
-        await lock_rows.put(session, repository=repository, lock=decision.lock)
-    return decision
+    return locks.LockDecision(
+        refusal=f"The lock on `{environment}` just changed.{now_held} Nothing was locked; "
+        f"try again."
+    )
 
 
 async def unlock(
@@ -373,16 +394,33 @@ async def unlock(
     is_admin: bool,
     now: datetime,
 ) -> locks.LockDecision:
-    """Release an environment's lock: its holder may, and so may a repository admin."""
-    existing = await lock_rows.get(session, repository=repository, environment=environment)
-    decision = locks.release(
-        pipeline,
-        environment=environment,
-        person=person,
-        existing=existing,
-        is_admin=is_admin,
-        now=now,
+    """Release an environment's lock: its holder may, and so may a repository admin.
+
+    Only the lock that was decided on is deleted: if it changed hands meanwhile, the new
+    holder keeps it and the requester is told who holds it now (an admin who meant to take
+    one person's lock away does not take another's without seeing it)."""
+    decided_on: locks.Lock | None = None
+    for _ in range(3):
+        existing = await lock_rows.get(session, repository=repository, environment=environment)
+        decision = locks.release(
+            pipeline,
+            environment=environment,
+            person=person,
+            existing=existing,
+            is_admin=is_admin,
+            now=now,
+        )
+        if decision.refused:
+            return decision
+        assert existing is not None
+        if decided_on is not None and not existing.holder.same_as(decided_on.holder):
+            return locks.LockDecision(
+                refusal=f"The lock on `{existing.environment}` just changed hands: it is now "
+                f"{locks.describe(existing)}. Nothing was unlocked."
+            )
+        if await lock_rows.delete(session, repository=repository, lock=existing):
+            return decision
+        decided_on = decided_on or existing
+    return locks.LockDecision(
+        refusal=f"The lock on `{environment}` just changed. Nothing was unlocked; try again."
     )
-    if not decision.refused:
-        await lock_rows.delete(session, repository=repository, environment=environment)
-    return decision

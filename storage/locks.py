@@ -1,4 +1,11 @@
-"""Environment locks: rows in, `bot.pipeline.locks.Lock` values out."""
+"""Environment locks: rows in, `bot.pipeline.locks.Lock` values out.
+
+The pure rules decide on a row read a moment ago; the writes here make the database decide
+the race with whoever changed the row since. `put` never overwrites a lock someone else
+still holds, and `delete` removes only the very lock that was decided on. Each says
+whether it took effect, so the caller can read again instead of announcing a lock it does
+not have (or deleting one taken meanwhile by someone else).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +30,21 @@ def _value(row: LockRow) -> Lock:
     )
 
 
+def _held_by(person: Person) -> sa.ColumnElement[bool]:
+    """The row's holder is `person`, as `Person.same_as` tells (GitHub logins ignore case)."""
+    matches: list[sa.ColumnElement[bool]] = []
+    if person.github:
+        matches.append(sa.func.lower(LockRow.holder_github) == person.github.lower())
+    if person.slack:
+        matches.append(LockRow.holder_slack == person.slack)
+    return sa.or_(*matches) if matches else sa.false()
+
+
+def _expired_at(now: datetime) -> sa.ColumnElement[bool]:
+    """The row's lock is no longer held at `now` (the negation of `Lock.held_at`)."""
+    return sa.and_(LockRow.expires_at.is_not(None), LockRow.expires_at <= now)
+
+
 async def get(session: AsyncSession, *, repository: str, environment: str) -> Lock | None:
     """The environment's lock, held or expired (the caller decides with `Lock.held_at`)."""
     row = (
@@ -36,21 +58,10 @@ async def get(session: AsyncSession, *, repository: str, environment: str) -> Lo
     return _value(row) if row is not None else None
 
 
-async def of_repository(session: AsyncSession, *, repository: str, now: datetime) -> list[Lock]:
-    """The repository's locks that are still held."""
-    rows = await session.execute(
-        sa.select(LockRow)
-        .where(
-            LockRow.repository == repository,
-            sa.or_(LockRow.expires_at.is_(None), LockRow.expires_at > now),
-        )
-        .order_by(LockRow.environment)
-    )
-    return [_value(row) for row in rows.scalars()]
-
-
-async def put(session: AsyncSession, *, repository: str, lock: Lock) -> None:
-    """Take or renew the lock (one row per repository and environment)."""
+async def put(session: AsyncSession, *, repository: str, lock: Lock, now: datetime) -> bool:
+    """Take or renew the lock (one row per repository and environment), unless someone
+    else holds it at `now`: the row is written when there is none, when it expired, or
+    when it is the same holder's. Whether it was written."""
     values = {
         "holder_github": lock.holder.github,
         "holder_slack": lock.holder.slack,
@@ -58,17 +69,31 @@ async def put(session: AsyncSession, *, repository: str, lock: Lock) -> None:
         "created_at": lock.since,
         "expires_at": lock.expires_at,
     }
-    await session.execute(
+    written = await session.execute(
         db.insert(session, LockRow)
         .values(repository=repository, environment=lock.environment, **values)
-        .on_conflict_do_update(index_elements=["repository", "environment"], set_=values)
-    )
-
-
-async def delete(session: AsyncSession, *, repository: str, environment: str) -> None:
-    await session.execute(
-        sa.delete(LockRow).where(
-            LockRow.repository == repository,
-            sa.func.lower(LockRow.environment) == environment.lower(),
+        .on_conflict_do_update(
+            index_elements=["repository", "environment"],
+            set_=values,
+            where=sa.or_(_expired_at(now), _held_by(lock.holder)),
         )
+        .returning(LockRow.id)
     )
+    return written.first() is not None
+
+
+async def delete(session: AsyncSession, *, repository: str, lock: Lock) -> bool:
+    """Remove `lock` if it is still the environment's lock: same holder, taken at the same
+    moment (a renewal keeps it). Whether it was removed."""
+    removed = await session.execute(
+        sa.delete(LockRow)
+        .where(
+            LockRow.repository == repository,
+            sa.func.lower(LockRow.environment) == lock.environment.lower(),
+            LockRow.holder_github.is_not_distinct_from(lock.holder.github),
+            LockRow.holder_slack.is_not_distinct_from(lock.holder.slack),
+            LockRow.created_at == lock.since,
+        )
+        .returning(LockRow.id)
+    )
+    return removed.first() is not None
