@@ -32,12 +32,11 @@ from bot.github.pulls import record
 from bot.pipeline.commands import COMMENT_USAGE, Command, CommandError, Flag, Verb, parse_comment
 from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
 from bot.pipeline.effects import PullRequestComment, Reaction, ThreadReply
-from bot.pipeline.policy import identify, may_approve
+from bot.pipeline.policy import identify, may_approve, permits
 from bot.worker import Apply
 from storage import identities, releases
 from storage.identities import LinkOutcome
 
-WRITE = {"admin", "maintain", "write"}
 SUPPORTED = {
     Verb.DEPLOY,
     Verb.APPROVE,
@@ -162,7 +161,7 @@ async def _run(
     if isinstance(command, CommandError):
         await answer(f"@{login} {command.message}\n\n{command.usage}")
         return
-    if facts.permission not in WRITE:
+    if not permits(facts.permission, "write"):
         await answer(
             f"@{login} deploy commands need write permission on {repository}; you have "
             f"`{facts.permission}`. Ask a maintainer to run it, or to give you write access."

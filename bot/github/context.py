@@ -6,14 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.github.payloads import RepositoryRef
 from bot.pipeline.config import Environment, GitHubTeam, Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.policy import needs_admin_check, teams_to_check
 from integrations.github_app import Deployment, GitHubApp, InstallationClient
-from storage.models import ChannelSubscription, utcnow
+from storage import subscriptions
+from storage.models import utcnow
 
 
 @dataclass
@@ -48,12 +48,7 @@ async def thread_channel(
     subscribed with `/deploy subscribe`."""
     if isinstance(pipeline, Pipeline) and pipeline.slack is not None:
         return pipeline.slack.channel
-    result = await session.execute(
-        sa.select(ChannelSubscription.channel_id).where(
-            ChannelSubscription.repository == repository
-        )
-    )
-    return result.scalar_one_or_none()
+    return await subscriptions.channel_of(session, repository=repository)
 
 
 async def approver_facts(

@@ -58,3 +58,14 @@ def needs_confirmation(pipeline: Pipeline, environment: str) -> bool:
     if env is None:
         return False
     return env.approvals > 0 or env.name == pipeline.environments[-1].name
+
+
+# GitHub's repository roles, weakest first (the collaborator permission API's names).
+_ROLES = ("none", "read", "triage", "write", "maintain", "admin")
+
+
+def permits(permission: str, needed: str) -> bool:
+    """Whether a GitHub role (`write`, ...) is at least `needed`; unknown roles permit
+    nothing."""
+    have = _ROLES.index(permission) if permission in _ROLES else 0
+    return have >= _ROLES.index(needed)

@@ -21,7 +21,7 @@ from bot.github.context import approver_facts
 from bot.identity import person_for_slack
 from bot.pipeline.config import PipelineError
 from bot.pipeline.effects import RefreshBoard
-from bot.pipeline.policy import may_approve
+from bot.pipeline.policy import may_approve, permits
 from bot.slack.blocks import escape
 from bot.slack.commands import SlashCommands
 from integrations.github_app import GitHubApp, GitHubError
@@ -204,7 +204,7 @@ class ButtonActions:
         except GitHubError as exc:
             log.warning("permission lookup failed", error=str(exc))
             return "GitHub could not confirm your permission; try again in a minute."
-        if permission not in {"admin", "maintain", "write"}:
+        if not permits(permission, "write"):
             return f"This needs write permission on {release.repository}."
         async with self.sessions.begin() as session:
             fresh = await releases.get_release(session, release_id=release.id or 0)

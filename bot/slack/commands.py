@@ -39,7 +39,7 @@ from bot.pipeline.commands import (
 )
 from bot.pipeline.config import DEFAULT_PIPELINE, Pipeline, PipelineError
 from bot.pipeline.models import Person
-from bot.pipeline.policy import needs_confirmation
+from bot.pipeline.policy import needs_confirmation, permits
 from bot.slack import modals
 from bot.slack.blocks import escape
 from bot.slack.home import home_for, status_message
@@ -56,7 +56,6 @@ from storage.overview import RepositoryOverview, environments_of
 
 log = structlog.get_logger(__name__)
 
-_RANK = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 _NEEDS = {
     Verb.SUBSCRIBE: "admin",
     Verb.UNSUBSCRIBE: "admin",
@@ -299,7 +298,7 @@ class SlashCommands:
                 "or ask for it to be added under `users:` in the pipeline file."
             )
         permission = await client.get_permission(owner=owner, repo=name, username=person.github)
-        if _RANK.get(permission, 0) < _RANK[need]:
+        if not permits(permission, need):
             raise _Refused(
                 f"`/deploy {command.verb.value}` needs {need} permission on "
                 f"{escape(row.full_name)}; {escape(person.github)} has `{escape(permission)}`."
@@ -799,6 +798,6 @@ class SlashCommands:
             except GitHubError as exc:
                 log.warning("home tab: permission lookup failed", error=str(exc))
                 return False  # not remembered: GitHub may answer next time
-            allowed = _RANK.get(permission, 0) >= _RANK["read"]
+            allowed = permits(permission, "read")
         self._readable[key] = (allowed, now + _READ_CACHE_SECONDS)
         return allowed

@@ -9,6 +9,7 @@ from bot.pipeline.policy import (
     may_approve,
     needs_admin_check,
     needs_confirmation,
+    permits,
     teams_to_check,
 )
 
@@ -75,3 +76,20 @@ def test_production_like_environments_ask_for_confirmation(
 ) -> None:
     pipeline = parse_pipeline(text or "")
     assert needs_confirmation(pipeline, environment) is confirm
+
+
+@pytest.mark.parametrize(
+    ("permission", "needed", "allowed"),
+    [
+        ("admin", "write", True),
+        ("maintain", "write", True),
+        ("write", "write", True),
+        ("triage", "write", False),
+        ("read", "read", True),
+        ("none", "read", False),
+        ("owner", "read", False),  # not a GitHub role: permits nothing
+        ("write", "admin", False),
+    ],
+)
+def test_permits_orders_github_roles(permission: str, needed: str, allowed: bool) -> None:
+    assert permits(permission, needed) is allowed
