@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import conductor
 from bot.github.context import approver_facts
 from bot.identity import person_for_slack
+from bot.pipeline.commands import Command, Verb
 from bot.pipeline.config import PipelineError
 from bot.pipeline.effects import RefreshBoard
-from bot.pipeline.policy import may_approve, permits
+from bot.pipeline.policy import may_approve
+from bot.slack.access import Access, Invocation, Refused
 from bot.slack.blocks import escape
-from bot.slack.commands import SlashCommands
+from bot.slack.rollbacks import Rollbacks
 from integrations.github_app import GitHubApp, GitHubError
 from storage import installations, releases
 from storage.models import Release as ReleaseRow
@@ -49,12 +51,14 @@ class ButtonActions:
         sessions: async_sessionmaker[AsyncSession],
         github: GitHubApp,
         on_change: Callable[[], None],
-        commands: SlashCommands,
+        access: Access,
+        rollbacks: Rollbacks,
     ) -> None:
         self.sessions = sessions
         self.github = github
         self.on_change = on_change
-        self.commands = commands
+        self.access = access
+        self.rollbacks = rollbacks
 
     async def click(
         self, *, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
@@ -70,14 +74,12 @@ class ButtonActions:
             refusal = await self._promote(user, action)
         else:
             refusal = await self._decide(user, action)
-        # The rollback refusal is written as mrkdwn already; the core's are plain text.
-        text = refusal if refusal is None or action_id == "rollback" else escape(refusal)
         if (body.get("view") or {}).get("type") == "home":
             # A home tab cannot show an ephemeral message: draw it again, saying why.
-            await client.views_publish(user_id=user, view=await self.commands.home(user, text))
+            await client.views_publish(user_id=user, view=await self.access.home(user, refusal))
             return
-        if text is not None and channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        if refusal is not None and channel:
+            await client.chat_postEphemeral(channel=channel, user=user, text=refusal)
             await self._refresh(action, stamp=str(action.get("action_ts") or utcnow().timestamp()))
 
     async def _refresh(self, action: dict[str, Any], *, stamp: str) -> None:
@@ -99,6 +101,10 @@ class ButtonActions:
         self.on_change()
 
     async def _decide(self, user: str, action: dict[str, Any]) -> str | None:
+        refusal = await self._decision(user, action)
+        return escape(refusal) if refusal is not None else None
+
+    async def _decision(self, user: str, action: dict[str, Any]) -> str | None:
         rollout_id = rollout_id_of(str(action.get("value", "")))
         if rollout_id is None:
             return "That button is not one of deploybot's."
@@ -160,12 +166,12 @@ class ButtonActions:
         """Open the rollback modal (`rollback:<release>:<env>`) for someone who may roll back."""
         found = await self._release_of(action, "rollback")
         if isinstance(found, str):
-            return found
+            return escape(found)
         release, environment = found
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
         )
-        return await self.commands.start_rollback(
+        return await self.rollbacks.start(
             client,
             user=user,
             trigger_id=str(body.get("trigger_id") or ""),
@@ -179,42 +185,26 @@ class ButtonActions:
         someone deploybot knows on GitHub who may write to the repository."""
         found = await self._release_of(action, "promote")
         if isinstance(found, str):
-            return found
+            return escape(found)
         release, environment = found
-        installation_id = await self._installation(release.repository)
-        if installation_id is None:
-            return "That repository is no longer deployed by deploybot."
+        command = Command(Verb.DEPLOY, repository=release.repository, environment=environment)
         try:
-            pipeline = conductor.pipeline_of(release)
-        except PipelineError:
-            return "The repository's pipeline file is invalid; fix it first."
-        async with self.sessions() as session:
-            person = await person_for_slack(session, pipeline=pipeline, slack_user=user)
-        if not person.github:
-            return (
-                "deploybot does not know your GitHub login, so it cannot check your permission. "
-                "Link it with `/deploy link <github-login>`, or ask for it to be added under "
-                "`users:` in the pipeline file."
-            )
-        owner, name = release.repository.split("/", 1)
-        try:
-            permission = await self.github.installation(installation_id).get_permission(
-                owner=owner, repo=name, username=person.github
-            )
+            repo = await self.access.repo(command, Invocation(text="", user=user, channel=""))
+        except Refused as refusal:
+            return str(refusal)
         except GitHubError as exc:
             log.warning("permission lookup failed", error=str(exc))
             return "GitHub could not confirm your permission; try again in a minute."
-        if not permits(permission, "write"):
-            return f"This needs write permission on {release.repository}."
         async with self.sessions.begin() as session:
             fresh = await releases.get_release(session, release_id=release.id or 0)
             assert fresh is not None
+            fresh.pipeline = repo.pipeline_text  # as read from the default branch just now
             outcome = await conductor.deploy(
-                session, release=fresh, environment=environment, requester=person, now=utcnow()
+                session, release=fresh, environment=environment, requester=repo.person, now=utcnow()
             )
         if outcome.effects:
             self.on_change()
-        return outcome.refusal
+        return escape(outcome.refusal) if outcome.refusal is not None else None
 
     async def _release_of(self, action: dict[str, Any], kind: str) -> tuple[ReleaseRow, str] | str:
         value = str(action.get("value", ""))
@@ -227,10 +217,6 @@ class ButtonActions:
         if release is None:
             return "That release no longer exists."
         return release, environment
-
-    async def _installation(self, repository: str) -> int | None:
-        async with self.sessions() as session:
-            return await installations.installation_for(session, full_name=repository)
 
 
 def _release_id_of(value: str) -> int | None:

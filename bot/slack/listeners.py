@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
 from bot.slack import modals
+from bot.slack.access import Access, Invocation
 from bot.slack.actions import ButtonActions
-from bot.slack.commands import Invocation, SlashCommands
+from bot.slack.commands import SlashCommands
+from bot.slack.rollbacks import Rollbacks
 from integrations.github_app import GitHubApp
 
 
@@ -48,20 +50,25 @@ def build_slack_app(
         request_verification_enabled=signing_secret is not None,
         process_before_response=False,
     )
+    access = Access(sessions=sessions, github=github, config_path=settings.deploybot_config_path)
+    rollbacks = Rollbacks(access=access, sessions=sessions, on_change=on_change)
     commands = SlashCommands(
+        access=access, rollbacks=rollbacks, sessions=sessions, on_change=on_change
+    )
+    buttons = ButtonActions(
         sessions=sessions,
         github=github,
         on_change=on_change,
-        config_path=settings.deploybot_config_path,
+        access=access,
+        rollbacks=rollbacks,
     )
-    buttons = ButtonActions(
-        sessions=sessions, github=github, on_change=on_change, commands=commands
-    )
-    register(app, buttons, commands)
+    register(app, buttons, commands, rollbacks)
     return app
 
 
-def register(app: AsyncApp, buttons: ButtonActions, commands: SlashCommands) -> None:
+def register(
+    app: AsyncApp, buttons: ButtonActions, commands: SlashCommands, rollbacks: Rollbacks
+) -> None:
     @app.action("approve")
     @app.action("reject")
     @app.action("rollback")
@@ -99,7 +106,7 @@ def register(app: AsyncApp, buttons: ButtonActions, commands: SlashCommands) -> 
             )
             return
         await ack()
-        await commands.roll_back_to(
+        await rollbacks.choose(
             user=body["user"]["id"], meta=modals.read_metadata(view), target=target, client=client
         )
 
@@ -107,5 +114,5 @@ def register(app: AsyncApp, buttons: ButtonActions, commands: SlashCommands) -> 
     async def app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") == "home":
             await client.views_publish(
-                user_id=event["user"], view=await commands.home(event["user"])
+                user_id=event["user"], view=await commands.access.home(event["user"])
             )

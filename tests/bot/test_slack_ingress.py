@@ -82,7 +82,7 @@ async def test_deploy_help_is_acknowledged_with_usage(
     assert response.status_code == 200
     answer = response.json()
     assert answer["response_type"] == "ephemeral"
-    assert "/deploy subscribe <owner/repo>" in answer["text"]
+    assert "/deploy subscribe &lt;owner/repo&gt;" in answer["text"]  # escaped for mrkdwn
     assert slack.calls_to("auth.test"), "Bolt authorizes through SLACK_API_URL"
 
 

@@ -145,7 +145,7 @@ async def test_deploy_help_over_socket_mode_is_acked_with_the_usage(
     ack = await slack.socket_send("slash_commands", slash_command("help", url))
 
     assert ack["payload"]["response_type"] == "ephemeral"
-    assert "/deploy subscribe <owner/repo>" in ack["payload"]["text"]
+    assert "/deploy subscribe &lt;owner/repo&gt;" in ack["payload"]["text"]
     assert slack.socket_envelopes[0]["ack"] == ack
     assert slack.invalid_calls == []
 
