@@ -8,6 +8,7 @@ import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -79,7 +80,8 @@ def comment(body: str, *, number: int, login: str, comment_id: int) -> dict[str,
     payload["issue"]["pull_request"] = {
         "url": f"https://api.github.com/repos/{REPOSITORY}/pulls/{number}"
     }
-    payload["comment"].update(id=comment_id, body=body)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload["comment"].update(id=comment_id, body=body, created_at=now, updated_at=now)
     payload["comment"]["user"].update(login=login, type="User")
     return payload
 

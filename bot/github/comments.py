@@ -298,7 +298,11 @@ def _link(context: Context, event: IssueCommentEvent, command: Command | Command
             return
         assert command.code is not None
         result = await identities.confirm_link(
-            session, code=command.code, github_login=login, now=context.clock()
+            session,
+            code=command.code,
+            github_login=login,
+            # When it was typed: a backlog in the inbox must not expire a code in time.
+            now=event.comment.created_at or context.clock(),
         )
         if result.outcome is LinkOutcome.CONFIRMED:
             await releases.enqueue(session, Reaction(repository, comment_id))

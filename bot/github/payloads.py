@@ -7,6 +7,7 @@ a payload missing one of them is `MalformedDelivery`, dead-lettered at once.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -100,6 +101,7 @@ class Comment(Lenient):
     id: int
     body: str = ""
     user: User
+    created_at: datetime | None = None
 
 
 class IssueCommentEvent(Lenient):

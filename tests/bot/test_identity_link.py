@@ -180,6 +180,23 @@ async def test_an_expired_code_is_refused(story: Story) -> None:
     assert await _linked(story, "U0MONA") is None
 
 
+async def test_a_code_typed_in_time_counts_even_if_handled_late(story: Story) -> None:
+    # Issued two hours ago with an hour to live, and commented 30 minutes after that; the
+    # delivery sat in a backlog until now. The comment's time decides, not the worker's.
+    issued = utcnow() - timedelta(hours=2)
+    async with story.sessions.begin() as session:
+        code = await identities.start_link(
+            session, slack_user="U0MONA", github_login="octocat", now=issued
+        )
+    payload = comment(f"/deploy link {code}", number=7, login="octocat", comment_id=921)
+    payload["comment"]["created_at"] = (issued + timedelta(minutes=30)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    story.github.reset()
+    await story.deliver("issue_comment", payload)
+    assert await _linked(story, "U0MONA") == "octocat"
+
+
 async def test_link_mistakes_are_explained(story: Story) -> None:
     await _comment(story, "/deploy link", login="octocat", comment_id=921)
     (missing,) = _replies(story)
