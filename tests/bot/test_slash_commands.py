@@ -8,6 +8,8 @@ which the Slack emulator records: ephemeral answers in `ephemerals`, in-channel 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -561,3 +563,18 @@ async def test_the_home_tab_hides_repositories_the_viewer_cannot_read(story: Sto
     await story.open_home("U0STRANGER")  # no GitHub login known
     await story.eventually(lambda: "U0STRANGER" in story.slack.home_views)
     assert "acme/api" not in str(story.slack.home_views["U0STRANGER"]["blocks"])
+
+
+async def test_the_ack_never_waits_for_github(story: Story) -> None:
+    """Slack gives up after 3 s: with GitHub taking 4 s, the ack still comes at once and the
+    answer follows once GitHub has answered."""
+    story.github.delay("repos/get-collaborator-permission-level", 4)
+    started = time.monotonic()
+    response = await story.slash("acme/api to stage", user="U0BOB")
+    acked = time.monotonic() - started
+    assert response.status_code == 200 and not response.content
+    assert acked < 3, f"the ack took {acked:.1f} s"
+    await story.eventually(
+        lambda: any("asked to deploy" in m.get("text", "") for m in story.slack.messages),
+        seconds=15,
+    )
