@@ -250,13 +250,13 @@ async def test_an_unlock_after_the_lock_changed_hands_keeps_the_new_lock(
     assert await _current(sessions) == bobs
 
 
+# PostgreSQL only: SQLite queues writing transactions, so this interleaving cannot happen.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_an_unlock_racing_a_new_lock_on_postgresql(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same race with two live transactions: Bob takes the expired lock between the
-    admin's read and delete (SQLite queues writers, so it cannot interleave there)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs writing transactions one at a time")
+    admin's read and delete."""
     sessions = db.session_factory(engine)
     assert not (await _take(sessions, ALICE)).refused
     expiry = NOW + DEFAULT_TTL
