@@ -30,12 +30,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "MAX_GET_QUERY",
     "MAX_PROMETHEUS_BYTES",
     "MAX_REDIRECTS",
     "USER_AGENT",
@@ -51,6 +52,9 @@ DEFAULT_TIMEOUT = 5.0
 USER_AGENT = "deploybot-health"
 MAX_REDIRECTS = 5
 MAX_PROMETHEUS_BYTES = 1 << 20
+# Longer queries (URL-encoded) are sent as a POST form: proxies in front of Prometheus often
+# refuse request lines of several kilobytes.
+MAX_GET_QUERY = 2000
 # Longer queries and label sets are cut in details: a Slack line, not a dump.
 _MAX_SHOWN = 80
 _MAX_ERROR_TEXT = 200
@@ -178,7 +182,7 @@ class HealthProbe:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                response, redirects = await self._get(url)
+                response, redirects = await self._send(url)
                 await response.aclose()
         except Exception as exc:
             reason = self._describe(exc, url)
@@ -205,13 +209,15 @@ class HealthProbe:
         max: float | None = None,
         min: float | None = None,
     ) -> ProbeResult:
-        """Run `query` as an instant query (`GET {base_url}/api/v1/query`) and compare.
+        """Run `query` as an instant query (`GET {base_url}/api/v1/query`; a `POST` form
+        when the encoded query is longer than `MAX_GET_QUERY`) and compare.
 
         Exactly one of `max` (healthy when every value ≤ max) and `min` (every value ≥ min)
         must be given, else `ValueError`. Every sample of a vector counts; an empty vector
         ("no data"), NaN, an error answer (its text is shown), a range/string result, an
-        answer over 1 MiB and every transport failure are unhealthy. Details read like
-        `error_rate = 0.031 > max 0.02`.
+        answer over 1 MiB and every transport failure are unhealthy; `+Inf` fails a `max`
+        and `-Inf` a `min`. Details read like `error_rate = 0.031 > max 0.02`, and
+        `samples` keeps every value measured.
         """
         kind, limit = _bound(max, min)
         base = str(base_url)
@@ -226,14 +232,26 @@ class HealthProbe:
             )
             return _single(check)
 
+        # Identity keeps the 1 MiB cap a cap on what is decoded, not on gzip.
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        form = urlencode({"query": query})
         try:
             async with asyncio.timeout(self._timeout):
-                response, _ = await self._get(
-                    endpoint,
-                    params={"query": query},
-                    # Identity keeps the 1 MiB cap a cap on what is decoded, not on gzip.
-                    headers={"Accept": "application/json", "Accept-Encoding": "identity"},
-                )
+                if len(form) > MAX_GET_QUERY:
+                    # As the HTTP API suggests for queries that may breach URL length limits.
+                    response, _ = await self._send(
+                        endpoint,
+                        method="POST",
+                        content=form.encode(),
+                        headers={
+                            **headers,
+                            "Content-Type": "application/x-www-form-urlencoded",
+                        },
+                    )
+                else:
+                    response, _ = await self._send(
+                        endpoint, params={"query": query}, headers=headers
+                    )
                 try:
                     body = await _read_capped(response, MAX_PROMETHEUS_BYTES)
                 finally:
@@ -310,11 +328,13 @@ class HealthProbe:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    async def _get(
+    async def _send(
         self,
         url: str,
         *,
+        method: str = "GET",
         params: dict[str, str] | None = None,
+        content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[httpx.Response, int]:
         """The final response (open, body unread) and how many redirects led to it.
@@ -323,9 +343,10 @@ class HealthProbe:
         in full; closing them unread keeps the probe bounded.
         """
         request = self._client.build_request(
-            "GET",
+            method,
             url,
             params=params,
+            content=content,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
             timeout=self._timeout,
         )

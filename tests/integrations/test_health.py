@@ -1,6 +1,7 @@
 """Health probes against real HTTP servers on 127.0.0.1: a Starlette app served by uvicorn
-(the service being deployed, and an emulated Prometheus HTTP API under /prometheus) and a
-few raw asyncio servers for the misbehaving cases (hang-ups, drip-fed headers, TLS)."""
+(the service being deployed), the emulated Prometheus HTTP API
+(`integrations.emulators.prometheus`) and a few raw servers for the misbehaving cases
+(hang-ups, drip-fed headers, TLS, a Prometheus answer streamed past 1 MiB)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import math
 import socket
 import ssl
 import time
@@ -25,7 +27,6 @@ from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
-    JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
@@ -34,50 +35,44 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from integrations.emulators.loopback import LoopbackServer
-from integrations.health import USER_AGENT, HealthProbe, ProbeResult, Sample, redact_url
+from integrations.emulators.prometheus import PrometheusEmulator
+from integrations.health import (
+    MAX_GET_QUERY,
+    USER_AGENT,
+    HealthProbe,
+    ProbeResult,
+    Sample,
+    redact_url,
+)
 
 NOW = 1_700_000_000.123
 BASIC = "Basic " + base64.b64encode(b"deploy:s3cret").decode()
 
 
-def vector(*samples: tuple[dict[str, str], str]) -> dict:
-    result = [{"metric": metric, "value": [NOW, value]} for metric, value in samples]
-    return {"status": "success", "data": {"resultType": "vector", "result": result}}
-
-
-def scalar(value: str) -> dict:
-    return {"status": "success", "data": {"resultType": "scalar", "result": [NOW, value]}}
-
-
-def up(instance: str, value: str) -> tuple[dict[str, str], str]:
+def up(instance: str, value: float | str) -> tuple[dict[str, str], float | str]:
     return {"__name__": "up", "job": "api", "instance": instance}, value
 
 
-# What the emulated Prometheus answers, by query text (as a real one evaluates them).
-ANSWERS: dict[str, tuple[int, dict]] = {
-    "error_rate": (200, vector(({}, "0.031"))),
-    "latency_p99": (200, vector(({}, "0.012"))),
-    'up{job="api"}': (200, vector(up("a:9100", "1"), up("b:9100", "0"), up("c:9100", "1"))),
-    "availability": (200, scalar("0.995")),
-    "absent_metric": (200, vector()),
-    "nan_ratio": (200, vector(({}, "NaN"))),
-    "NaN": (200, scalar("NaN")),
-    "up[5m]": (
-        200,
-        {
+def evaluates(prometheus: PrometheusEmulator) -> None:
+    """What the emulated Prometheus answers, by query text (as a real one evaluates them)."""
+    prometheus.set("error_rate", 0.031)
+    prometheus.set("latency_p99", 0.012)
+    prometheus.set('up{job="api"}', [up("a:9100", 1), up("b:9100", 0), up("c:9100", 1)])
+    prometheus.set_scalar("availability", 0.995)
+    prometheus.set("absent_metric", [])
+    prometheus.set("nan_ratio", math.nan)
+    prometheus.set_scalar("NaN", math.nan)
+    prometheus.set("overflow", math.inf)
+    prometheus.set("underflow", -math.inf)
+    prometheus.respond(
+        "up[5m]",
+        body={
             "status": "success",
             "data": {"resultType": "matrix", "result": [{"metric": {}, "values": []}]},
         },
-    ),
-    "slow_query": (
-        503,
-        {
-            "status": "error",
-            "errorType": "timeout",
-            "error": "query timed out in query execution",
-        },
-    ),
-}
+        times=1_000,
+    )
+    prometheus.fail("slow_query", error_type="timeout", times=1_000)
 
 
 class Service(LoopbackServer):
@@ -96,8 +91,7 @@ class Service(LoopbackServer):
                     Route("/slow", self.slow),
                     Route("/private", self.private),
                     Route("/endless", self.endless),
-                    Route("/prometheus/api/v1/query", self.prometheus_query),
-                    Route("/not-prometheus/api/v1/query", self.not_prometheus),
+                    Route("/huge-prometheus/api/v1/query", self.huge_prometheus),
                 ]
             ),
             thread_name="health-service",
@@ -139,30 +133,9 @@ class Service(LoopbackServer):
 
         return StreamingResponse(body(), media_type="text/plain")
 
-    async def prometheus_query(self, request: Request) -> Response:
-        self.seen.append(request)
-        query = request.query_params.get("query", "")
-        if query == "huge_streamed":
-            return StreamingResponse(huge_answer(), media_type="application/json")
-        if query == "huge_declared":
-            return Response(b" " * (2 << 20), media_type="application/json")
-        if query == "authorized" and request.headers.get("authorization") == BASIC:
-            return JSONResponse(scalar("1"))
-        if query in ANSWERS:
-            status, payload = ANSWERS[query]
-            return JSONResponse(payload, status_code=status)
-        return JSONResponse(
-            {
-                "status": "error",
-                "errorType": "bad_data",
-                "error": f'invalid parameter "query": 1:{len(query) + 1}: parse error: '
-                "unclosed left bracket",
-            },
-            status_code=400,
-        )
-
-    async def not_prometheus(self, request: Request) -> Response:
-        return Response("<html>Bad Gateway</html>", status_code=502, media_type="text/html")
+    async def huge_prometheus(self, request: Request) -> Response:
+        # A Prometheus answer of ~2 MiB sent without a Content-Length.
+        return StreamingResponse(huge_answer(), media_type="application/json")
 
 
 async def huge_answer() -> AsyncIterator[bytes]:
@@ -185,9 +158,22 @@ async def probe() -> AsyncIterator[HealthProbe]:
         yield health
 
 
+@pytest.fixture(scope="module")
+def prometheus_server() -> Iterator[PrometheusEmulator]:
+    with PrometheusEmulator() as server:
+        yield server
+
+
 @pytest.fixture
-def prometheus(service: Service) -> str:
-    return service.base_url + "/prometheus"
+def emulator(prometheus_server: PrometheusEmulator) -> PrometheusEmulator:
+    prometheus_server.reset()
+    evaluates(prometheus_server)
+    return prometheus_server
+
+
+@pytest.fixture
+def prometheus(emulator: PrometheusEmulator) -> str:
+    return emulator.url
 
 
 @pytest.fixture
@@ -425,12 +411,22 @@ async def test_credentials_are_used_but_never_shown(service: Service, probe: Hea
     result = await probe.check_http(f"http://deploy:s3cret@127.0.0.1:{service.port}/loop")
     assert "s3cret" not in result.detail and "deploy" not in result.detail
 
-    result = await probe.check_prometheus(
-        f"http://deploy:s3cret@127.0.0.1:{service.port}/prometheus", "authorized", max=1
-    )
-    assert result.healthy, result.detail
-    assert "s3cret" not in repr(result)
-    assert result.checks[0].target == f"http://127.0.0.1:{service.port}/prometheus"
+    async with PrometheusEmulator(base_path="/prom", basic_auth=("deploy", "s3cret")) as secured:
+        secured.set("authorized", 1)
+        port = secured.port
+        result = await probe.check_prometheus(
+            f"http://deploy:s3cret@127.0.0.1:{port}/prom", "authorized", max=1
+        )
+        assert result.healthy, result.detail
+        assert "s3cret" not in repr(result)
+        assert result.checks[0].target == f"http://127.0.0.1:{port}/prom"
+        assert secured.calls[-1].headers["authorization"] == BASIC
+
+        result = await probe.check_prometheus(f"http://127.0.0.1:{port}/prom", "authorized", max=1)
+        assert result.detail == (
+            f"authorized → HTTP 401, not a Prometheus API answer (Prometheus "
+            f"http://127.0.0.1:{port}/prom)"
+        )
 
 
 @pytest.mark.parametrize(
@@ -470,14 +466,25 @@ async def test_vector_above_max_fails(prometheus: str, probe: HealthProbe) -> No
 
 
 async def test_vector_within_max_passes(
-    service: Service, prometheus: str, probe: HealthProbe
+    emulator: PrometheusEmulator, prometheus: str, probe: HealthProbe
 ) -> None:
     result = await probe.check_prometheus(prometheus + "/", "latency_p99", max=0.02)
     assert result.healthy
     assert result.detail == "latency_p99 = 0.012 ≤ max 0.02"
-    request = service.seen[-1]
-    assert request.url.path == "/prometheus/api/v1/query"
-    assert request.headers["user-agent"] == USER_AGENT
+    (call,) = emulator.calls
+    assert (call.method, call.path, call.query) == ("GET", "/api/v1/query", "latency_p99")
+    assert call.headers["user-agent"] == USER_AGENT
+    assert call.headers["accept-encoding"] == "identity"
+
+
+async def test_a_value_on_the_bound_passes(
+    emulator: PrometheusEmulator, probe: HealthProbe
+) -> None:
+    emulator.set("ratio", 0.02)
+    result = await probe.check_prometheus(emulator.url, "ratio", max=0.02)
+    assert (result.healthy, result.detail) == (True, "ratio = 0.02 ≤ max 0.02")
+    result = await probe.check_prometheus(emulator.url, "ratio", min=0.02)
+    assert (result.healthy, result.detail) == (True, "ratio = 0.02 ≥ min 0.02")
 
 
 async def test_every_sample_of_a_vector_counts(prometheus: str, probe: HealthProbe) -> None:
@@ -495,6 +502,29 @@ async def test_every_sample_of_a_vector_counts(prometheus: str, probe: HealthPro
     )
 
 
+async def test_min_over_series_names_the_lowest(
+    emulator: PrometheusEmulator, probe: HealthProbe
+) -> None:
+    emulator.set(
+        "sum by (pod) (up)",
+        [({"pod": "api-1"}, 1), ({"pod": "api-2"}, 0.75), ({"pod": "api-3"}, 0.5)],
+    )
+    result = await probe.check_prometheus(emulator.url, "sum by (pod) (up)", min=0.5)
+    assert result.healthy
+    assert (
+        result.detail == 'sum by (pod) (up) = 0.5 ≥ min 0.5 for {pod="api-3"} (lowest of 3 series)'
+    )
+    result = await probe.check_prometheus(emulator.url, "sum by (pod) (up)", min=0.8)
+    assert result.detail == (
+        'sum by (pod) (up) = 0.5 < min 0.8 for {pod="api-3"} (2 of 3 series fail)'
+    )
+    assert [s.labels for s in result.checks[0].samples] == [
+        '{pod="api-1"}',
+        '{pod="api-2"}',
+        '{pod="api-3"}',
+    ]
+
+
 async def test_scalar_with_min(prometheus: str, probe: HealthProbe) -> None:
     result = await probe.check_prometheus(prometheus, "availability", min=0.99)
     assert (result.healthy, result.detail) == (True, "availability = 0.995 ≥ min 0.99")
@@ -507,14 +537,61 @@ async def test_an_empty_vector_is_no_data(prometheus: str, probe: HealthProbe) -
     assert (result.healthy, result.detail) == (False, "absent_metric → no data")
 
 
+async def test_an_empty_vector_fails_a_min_too(prometheus: str, probe: HealthProbe) -> None:
+    result = await probe.check_prometheus(prometheus, "absent_metric", min=0)
+    assert (result.healthy, result.detail) == (False, "absent_metric → no data")
+    assert result.checks[0].samples == ()
+
+
 @pytest.mark.parametrize("query", ["nan_ratio", "NaN"])
-async def test_nan_fails(prometheus: str, probe: HealthProbe, query: str) -> None:
-    result = await probe.check_prometheus(prometheus, query, max=1)
+@pytest.mark.parametrize("bound", ["max", "min"])
+async def test_nan_fails(prometheus: str, probe: HealthProbe, query: str, bound: str) -> None:
+    result = await probe.check_prometheus(prometheus, query, **{bound: 1})
     assert not result.healthy
-    assert result.detail == f"{query} = NaN, not a number (max 1)"
+    assert result.detail == f"{query} = NaN, not a number ({bound} 1)"
+    assert math.isnan(result.checks[0].samples[0].value)
 
 
-async def test_error_answers_show_the_error(prometheus: str, probe: HealthProbe) -> None:
+async def test_nan_among_series_is_the_one_shown(
+    emulator: PrometheusEmulator, probe: HealthProbe
+) -> None:
+    emulator.set("ratio by (pod)", [({"pod": "a"}, 0.5), ({"pod": "b"}, math.nan)])
+    result = await probe.check_prometheus(emulator.url, "ratio by (pod)", max=0.9)
+    assert (
+        result.detail
+        == 'ratio by (pod) = NaN, not a number (max 0.9) for {pod="b"} (1 of 2 series fail)'
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "bound", "healthy", "detail"),
+    [
+        ("overflow", {"max": 0.02}, False, "overflow = +Inf > max 0.02"),
+        ("overflow", {"min": 1}, True, "overflow = +Inf ≥ min 1"),
+        ("underflow", {"min": 0.99}, False, "underflow = -Inf < min 0.99"),
+        ("underflow", {"max": 1}, True, "underflow = -Inf ≤ max 1"),
+    ],
+)
+async def test_infinities_compare_as_numbers(
+    prometheus: str,
+    probe: HealthProbe,
+    query: str,
+    bound: dict[str, float],
+    healthy: bool,
+    detail: str,
+) -> None:
+    result = await probe.check_prometheus(prometheus, query, **bound)
+    assert (result.healthy, result.detail) == (healthy, detail)
+
+
+async def test_error_answers_show_the_error(
+    emulator: PrometheusEmulator, prometheus: str, probe: HealthProbe
+) -> None:
+    emulator.fail(
+        "rate(x[5m",
+        error_type="bad_data",
+        error='invalid parameter "query": 1:10: parse error: unclosed left bracket',
+    )
     result = await probe.check_prometheus(prometheus, "rate(x[5m", max=1)
     assert not result.healthy
     assert result.detail == (
@@ -525,6 +602,68 @@ async def test_error_answers_show_the_error(prometheus: str, probe: HealthProbe)
 
     result = await probe.check_prometheus(prometheus, "slow_query", max=1)
     assert result.detail == "slow_query → Prometheus timeout: query timed out in query execution"
+    assert result.checks[0].status_code == 503
+
+    emulator.fail("error_rate", error_type="execution", error="many-to-many matching not allowed")
+    result = await probe.check_prometheus(prometheus, "error_rate", max=1)
+    assert result.detail == "error_rate → Prometheus execution: many-to-many matching not allowed"
+    assert result.checks[0].status_code == 422
+    result = await probe.check_prometheus(prometheus, "error_rate", max=1)
+    assert result.healthy, "the next evaluation measures again"
+
+
+async def test_a_slow_prometheus_times_out(emulator: PrometheusEmulator) -> None:
+    emulator.delay("error_rate", 5)
+    async with HealthProbe(timeout=0.3) as quick:
+        started = time.monotonic()
+        result = await quick.check_prometheus(emulator.url, "error_rate", max=0.02)
+    assert time.monotonic() - started < 2
+    assert (result.healthy, result.detail) == (
+        False,
+        f"error_rate → timed out after 300 ms (Prometheus {emulator.url})",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (0.5, 'a value is not [time, "number"]'),
+        ("fast", "value 'fast' is not a number"),
+    ],
+)
+async def test_malformed_values(
+    emulator: PrometheusEmulator, probe: HealthProbe, value: object, problem: str
+) -> None:
+    answer = {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [NOW, value]}]},
+    }
+    emulator.respond("ratio", body=answer)
+    result = await probe.check_prometheus(emulator.url, "ratio", max=1)
+    assert result.detail == f"ratio → malformed answer: {problem} (Prometheus {emulator.url})"
+
+
+async def test_long_queries_are_posted(emulator: PrometheusEmulator, probe: HealthProbe) -> None:
+    matchers = ", ".join(f'pod!="api-{i}"' for i in range(200))
+    query = f"sum(rate(http_requests_total{{{matchers}}}[5m]))"
+    assert len(query) > MAX_GET_QUERY
+    emulator.set(query, 0.01)
+    result = await probe.check_prometheus(emulator.url, query, max=0.02)
+    assert result.healthy, result.detail
+    (call,) = emulator.calls
+    assert (call.method, call.query) == ("POST", query)
+    assert call.headers["content-type"] == "application/x-www-form-urlencoded"
+
+    await probe.check_prometheus(emulator.url, "error_rate", max=0.02)
+    assert emulator.calls[-1].method == "GET"
+
+
+async def test_warnings_do_not_change_the_verdict(
+    emulator: PrometheusEmulator, probe: HealthProbe
+) -> None:
+    emulator.set("ratio", 0.01, warnings=["PromQL info: metric might not be a counter"])
+    result = await probe.check_prometheus(emulator.url, "ratio", max=0.02)
+    assert (result.healthy, result.detail) == (True, "ratio = 0.01 ≤ max 0.02")
 
 
 async def test_a_range_result_is_malformed(prometheus: str, probe: HealthProbe) -> None:
@@ -535,20 +674,31 @@ async def test_a_range_result_is_malformed(prometheus: str, probe: HealthProbe) 
     )
 
 
-@pytest.mark.parametrize("query", ["huge_streamed", "huge_declared"])
 async def test_answers_over_1_mib_are_refused(
-    prometheus: str, probe: HealthProbe, query: str
+    service: Service, emulator: PrometheusEmulator, probe: HealthProbe
 ) -> None:
-    result = await probe.check_prometheus(prometheus, query, max=1)
+    emulator.respond("huge_declared", body=b" " * (2 << 20), content_type="application/json")
+    result = await probe.check_prometheus(emulator.url, "huge_declared", max=1)
     assert not result.healthy
-    assert result.detail == f"{query} → answer larger than 1 MiB (Prometheus {prometheus})"
+    assert result.detail == f"huge_declared → answer larger than 1 MiB (Prometheus {emulator.url})"
+
+    base = service.base_url + "/huge-prometheus"
+    result = await probe.check_prometheus(base, "huge_streamed", max=1)
+    assert result.detail == f"huge_streamed → answer larger than 1 MiB (Prometheus {base})"
 
 
-async def test_not_a_prometheus(service: Service, probe: HealthProbe) -> None:
-    base = service.base_url + "/not-prometheus"
+async def test_not_a_prometheus(emulator: PrometheusEmulator, probe: HealthProbe) -> None:
+    base = emulator.url
+    emulator.respond(status=502, body="<html>Bad Gateway</html>", content_type="text/html")
     result = await probe.check_prometheus(base, "error_rate", max=1)
     assert (
         result.detail == f"error_rate → HTTP 502, not a Prometheus API answer (Prometheus {base})"
+    )
+    emulator.respond(body="ok")
+    result = await probe.check_prometheus(base, "error_rate", max=1)
+    assert (
+        result.detail
+        == f"error_rate → answer is not JSON, not a Prometheus API answer (Prometheus {base})"
     )
 
 
