@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.pipeline import locks, machine
+from bot.pipeline.checks import Verdict
 from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
 from bot.pipeline.machine import Outcome
@@ -50,8 +51,11 @@ async def deploy(
     requester: Person,
     now: datetime,
     force: bool = False,
+    checks: Verdict | None = None,
 ) -> Outcome:
-    """Ask for the release's head commit in `environment`; saves and returns the outcome."""
+    """Ask for the release's head commit in `environment`; saves and returns the outcome.
+    `checks`: the verdict on that commit's checks, looked up before the transaction when
+    the environment requires them (see `bot.github.checks.required_verdict`)."""
     pipeline = pipeline_of(release)
     value = releases.release_value(release)
     env = pipeline.environment(environment)
@@ -74,6 +78,7 @@ async def deploy(
             rollout_id=new_id,
             now=now,
             force=force,
+            checks=checks,
         ),
     )
     return await _save(session, release, outcome)

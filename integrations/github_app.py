@@ -41,6 +41,8 @@ from githubkit.retry import RetryChainDecision, RetryOption, RetryRateLimit, Ret
 DEFAULT_API_URL = "https://api.github.com"
 # GitHub refuses longer deployment status descriptions with a 422.
 MAX_STATUS_DESCRIPTION = 140
+# Pages of 100 read from a paginated list at most (GitHub caps a commit at 1000 statuses).
+MAX_PAGES = 10
 
 DeploymentState = Literal[
     "error", "failure", "inactive", "in_progress", "queued", "pending", "success"
@@ -154,6 +156,37 @@ class PullRequest:
     base_ref: str
     user_login: str
     html_url: str
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """The latest commit status of one context (`success`, `pending`, `failure`, `error`)."""
+
+    context: str
+    state: str
+    description: str | None = None
+    target_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CombinedStatus:
+    """A commit's statuses, the latest per context. GitHub's `state` is `pending` when there
+    are none at all, so read `statuses` to tell "nothing reported" from "still running"."""
+
+    sha: str
+    state: str
+    statuses: tuple[CommitStatus, ...]
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """One check run on a commit; `conclusion` is None until `status` is `completed`."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None
+    html_url: str | None = None
 
 
 # --- the App -----------------------------------------------------------------------------
@@ -420,6 +453,55 @@ class InstallationClient:
             author_login=(data.get("author") or {}).get("login"),
             html_url=data.get("html_url") or "",
         )
+
+    async def get_combined_status(self, *, owner: str, repo: str, ref: str) -> CombinedStatus:
+        """The latest status of each context on `ref` (a sha, branch or tag), every page."""
+        statuses: list[CommitStatus] = []
+        state, sha = "pending", ref
+        for page in range(1, MAX_PAGES + 1):
+            async with _translated_errors():
+                response = await self._github.rest.repos.async_get_combined_status_for_ref(
+                    owner, repo, ref, per_page=100, page=page
+                )
+            data = response.json()
+            state, sha = data.get("state") or state, data.get("sha") or sha
+            items = data.get("statuses") or []
+            statuses.extend(
+                CommitStatus(
+                    context=item["context"],
+                    state=item["state"],
+                    description=item.get("description"),
+                    target_url=item.get("target_url"),
+                )
+                for item in items
+            )
+            if len(items) < 100 or len(statuses) >= int(data.get("total_count") or 0):
+                break
+        return CombinedStatus(sha=sha, state=state, statuses=tuple(statuses))
+
+    async def list_check_runs(self, *, owner: str, repo: str, ref: str) -> list[CheckRun]:
+        """The latest check runs on `ref` (a sha, branch or tag), every page."""
+        runs: list[CheckRun] = []
+        for page in range(1, MAX_PAGES + 1):
+            async with _translated_errors():
+                response = await self._github.rest.checks.async_list_for_ref(
+                    owner, repo, ref, filter_="latest", per_page=100, page=page
+                )
+            data = response.json()
+            items = data.get("check_runs") or []
+            runs.extend(
+                CheckRun(
+                    id=item["id"],
+                    name=item["name"],
+                    status=item["status"],
+                    conclusion=item.get("conclusion"),
+                    html_url=item.get("html_url"),
+                )
+                for item in items
+            )
+            if len(items) < 100 or len(runs) >= int(data.get("total_count") or 0):
+                break
+        return runs
 
     async def get_pull(self, *, owner: str, repo: str, number: int) -> PullRequest:
         async with _translated_errors():

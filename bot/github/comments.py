@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import conductor
+from bot.github.checks import required_verdict
 from bot.github.context import Context, approver_facts, parsed
 from bot.github.payloads import (
     Head,
@@ -29,6 +30,7 @@ from bot.github.payloads import (
     parse,
 )
 from bot.github.pulls import record
+from bot.pipeline.checks import Verdict
 from bot.pipeline.commands import COMMENT_USAGE, Command, CommandError, Flag, Verb, parse_comment
 from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
 from bot.pipeline.effects import PullRequestComment, Reaction, ThreadReply
@@ -58,6 +60,7 @@ class _Facts:
     pipeline_text: str
     member_of: frozenset[GitHubTeam]
     is_admin: bool
+    checks: Verdict | None = None  # the head commit's checks, for a deploy that needs them
 
 
 async def handle(context: Context, payload: dict[str, Any]) -> Apply | None:
@@ -108,6 +111,21 @@ async def _look_up(
             login=login,
             permission=permission,
         )
+    checks = None
+    if (
+        isinstance(command, Command)
+        and command.verb is Verb.DEPLOY
+        and Flag.DRY_RUN not in command.flags
+        and permits(permission, "write")
+        and not (Flag.FORCE in command.flags and permission == "admin")  # overrides them
+    ):
+        checks = await required_verdict(
+            client,
+            pipeline=pipeline,
+            environment=command.environment,
+            repository=event.repository.full_name,
+            sha=pull.head_sha,
+        )
     return _Facts(
         permission=permission,
         pull=PullRequest(
@@ -122,6 +140,7 @@ async def _look_up(
         pipeline_text=text,
         member_of=member_of,
         is_admin=is_admin,
+        checks=checks,
     )
 
 
@@ -243,6 +262,7 @@ async def _run(
             requester=requester,
             now=now,
             force=Flag.FORCE in command.flags and facts.permission == "admin",
+            checks=facts.checks,
         )
     else:
         waiting = await conductor.awaiting_approval(

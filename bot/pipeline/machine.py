@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.pipeline.config import Pipeline
+from bot.pipeline.checks import Verdict
+from bot.pipeline.config import Checks, Pipeline
 from bot.pipeline.effects import (
     ApprovalDecided,
     ApprovalRequest,
@@ -103,12 +104,15 @@ def request_deploy(
     rollout_id: int,
     now: datetime,
     force: bool = False,
+    checks: Verdict | None = None,
 ) -> Outcome:
     """Someone asks to deploy the release's commit to `environment`.
 
     `succeeded_here` names the environments where this commit already succeeded; `target`
-    is what holds the environment now. `force` (already checked as allowed for this person)
-    skips the ordering rule and the lock. Returns the new rollout, awaiting approval or
+    is what holds the environment now. `checks` is the verdict on the commit's statuses and
+    check runs, looked up when the environment has `checks: required` (None: not looked
+    up, no gate). `force` (already checked as allowed for this person) skips the ordering
+    rule, the required checks and the lock. Returns the new rollout, awaiting approval or
     pending its GitHub deployment.
     """
     env = pipeline.environment(environment)
@@ -121,6 +125,8 @@ def request_deploy(
             f"`{env.name}` needs `{previous.name}` to succeed for {release.short_sha} first. "
             f"Deploy it there with `/deploy {previous.name}`."
         )
+    if env.checks is Checks.REQUIRED and checks is not None and not checks.green and not force:
+        return _refuse(checks.refusal(env.name, release.short_sha))
     if env.window is not None and not env.window.is_open(now) and not force:
         window = env.window
         return _refuse(

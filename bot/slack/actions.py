@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
+from bot.github.checks import required_verdict
 from bot.github.context import approver_facts
 from bot.identity import person_for_slack
 from bot.pipeline.commands import Command, Verb
@@ -195,12 +196,30 @@ class ButtonActions:
         except GitHubError as exc:
             log.warning("permission lookup failed", error=str(exc))
             return "GitHub could not confirm your permission; try again in a minute."
+        try:
+            checks = await required_verdict(
+                repo.client,
+                pipeline=repo.pipeline,
+                environment=environment,
+                repository=release.repository,
+                sha=release.commit_sha,
+            )
+        except GitHubError as exc:
+            log.warning("checks lookup failed", error=str(exc))
+            return "GitHub could not say whether the commit's checks are green; try again soon."
         async with self.sessions.begin() as session:
             fresh = await releases.get_release(session, release_id=release.id or 0)
             assert fresh is not None
+            if checks is not None and fresh.commit_sha != release.commit_sha:
+                return "The thread's commit changed just now; click Promote again."
             fresh.pipeline = repo.pipeline_text  # as read from the default branch just now
             outcome = await conductor.deploy(
-                session, release=fresh, environment=environment, requester=repo.person, now=utcnow()
+                session,
+                release=fresh,
+                environment=environment,
+                requester=repo.person,
+                now=utcnow(),
+                checks=checks,
             )
         if outcome.effects:
             self.on_change()

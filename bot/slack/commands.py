@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
+from bot.github.checks import required_verdict
 from bot.github.context import thread_channel
 from bot.pipeline import locks as lock_rules
 from bot.pipeline.commands import (
@@ -260,6 +261,16 @@ class SlashCommands:
                 expect=commit.sha,
             )
             return
+        # Looked up before the transaction; `--force` (admins only) overrides them anyway.
+        checks = None
+        if not force:
+            checks = await required_verdict(
+                repo.client,
+                pipeline=repo.pipeline,
+                environment=env,
+                repository=repo.full_name,
+                sha=commit.sha,
+            )
         async with self.sessions.begin() as session:
             channel = await thread_channel(
                 session, repository=repo.full_name, pipeline=repo.pipeline
@@ -289,6 +300,7 @@ class SlashCommands:
                 requester=repo.person,
                 now=self.clock(),
                 force=force,
+                checks=checks,
             )
         if outcome.refused:
             raise Refused(escape(outcome.refusal or ""))

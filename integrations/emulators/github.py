@@ -54,6 +54,7 @@ APP_JWT_OPERATIONS = frozenset(
     }
 )
 _SHA = re.compile(r"[0-9a-f]{40}")
+_STATUS_STATES = ("error", "failure", "pending", "success")
 _PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
 
 
@@ -384,6 +385,9 @@ class GitHubEmulator(LoopbackServer):
         self._permissions: dict[tuple[str, str, str], str] = {}
         self._refs: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         self._default_branches: dict[tuple[str, str], str] = {}
+        # (owner, repo, sha) -> context -> state, and -> name -> (id, status, conclusion)
+        self._commit_statuses: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._check_runs: dict[tuple[str, str, str], dict[str, tuple[int, str, str | None]]] = {}
 
     # lifecycle (start, stop, serve_forever, `with`, `async with`): LoopbackServer
 
@@ -535,6 +539,34 @@ class GitHubEmulator(LoopbackServer):
         """What `repos/get` answers as the repository's default branch."""
         with self._lock:
             self._default_branches[(owner.lower(), repo.lower())] = branch
+
+    def set_status(self, owner: str, repo: str, sha: str, context: str, state: str) -> None:
+        """The latest commit status of `context` on `sha`: success, pending, failure or error
+        (`repos/get-combined-status-for-ref` answers it). A commit nobody set a status or check
+        run on has none, as on GitHub (combined state `pending`, no statuses)."""
+        if state not in _STATUS_STATES:
+            raise ValueError(f"unknown commit status state {state!r}")
+        with self._lock:
+            key = (owner.lower(), repo.lower(), sha.lower())
+            self._commit_statuses.setdefault(key, {})[context] = state
+
+    def set_check_run(
+        self,
+        owner: str,
+        repo: str,
+        sha: str,
+        name: str,
+        status: str = "completed",
+        conclusion: str | None = None,
+    ) -> None:
+        """The latest check run called `name` on `sha` (`checks/list-for-ref` answers it):
+        `status` queued, in_progress, completed...; `conclusion` once completed."""
+        if status == "completed" and conclusion is None:
+            raise ValueError("a completed check run needs a conclusion")
+        with self._lock:
+            key = (owner.lower(), repo.lower(), sha.lower())
+            runs = self._check_runs.setdefault(key, {})
+            runs[name] = (next(self._ids), status, conclusion if status == "completed" else None)
 
     def deployments(self, owner: str, repo: str) -> list[dict[str, Any]]:
         """The deployments created so far in a repository, newest first."""
@@ -697,6 +729,71 @@ class GitHubEmulator(LoopbackServer):
         if branch is not None:
             answer["default_branch"] = branch
         return _json(op.status, answer)
+
+    def _commit_key(self, params: dict[str, str]) -> tuple[str, str, str]:
+        """The commit a `{ref}` names: a branch or tag `set_ref` knows, else the sha itself."""
+        ref = params["ref"].removeprefix("heads/").removeprefix("tags/")
+        commit = self._refs.get(self._repo_key(params), {}).get(ref)
+        return (*self._repo_key(params), (commit["sha"] if commit else ref).lower())
+
+    def _op_repos_get_combined_status_for_ref(self, op: Operation, params, query, body):
+        key = self._commit_key(params)
+        contexts = self._commit_statuses.get(key, {})
+        template = op.example["statuses"][0]
+        statuses = []
+        for number, (context, state) in enumerate(contexts.items(), start=1):
+            status = copy.deepcopy(template)
+            status.update(
+                id=number,
+                node_id=base64.b64encode(f"StatusContext{number}".encode()).decode(),
+                url=f"{self._repo_url(params)}/statuses/{key[2]}",
+                state=state,
+                context=context,
+                description=f"{context}: {state}",
+            )
+            statuses.append(status)
+        states = set(contexts.values())
+        if states & {"failure", "error"}:
+            combined = "failure"
+        elif not states or "pending" in states:
+            combined = "pending"  # GitHub: pending when there are no statuses at all
+        else:
+            combined = "success"
+        answer = copy.deepcopy(op.example)
+        answer.update(
+            state=combined,
+            statuses=_page(statuses, query),
+            sha=key[2],
+            total_count=len(statuses),
+            commit_url=f"{self._repo_url(params)}/commits/{key[2]}",
+            url=f"{self._repo_url(params)}/commits/{key[2]}/status",
+        )
+        return _json(op.status, answer)
+
+    def _op_checks_list_for_ref(self, op: Operation, params, query, body):
+        key = self._commit_key(params)
+        template = op.example["check_runs"][0]
+        runs = []
+        for name, (run_id, status, conclusion) in self._check_runs.get(key, {}).items():
+            if query.get("check_name") not in (None, name) or query.get("status") not in (
+                None,
+                status,
+            ):
+                continue
+            run = copy.deepcopy(template)
+            run.update(
+                id=run_id,
+                node_id=base64.b64encode(f"CheckRun{run_id}".encode()).decode(),
+                head_sha=key[2],
+                name=name,
+                status=status,
+                conclusion=conclusion,
+                completed_at=run["completed_at"] if status == "completed" else None,
+                url=f"{self._repo_url(params)}/check-runs/{run_id}",
+                html_url=f"https://github.com/{params['owner']}/{params['repo']}/runs/{run_id}",
+            )
+            runs.append(run)
+        return _json(op.status, {"total_count": len(runs), "check_runs": _page(runs, query)})
 
     def _op_repos_get_commit(self, op: Operation, params, query, body):
         ref = params["ref"]

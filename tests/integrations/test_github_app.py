@@ -237,6 +237,81 @@ async def test_review_protection_rule(github: InstallationClient, gh: GitHubEmul
     assert call.json["state"] == "approved"
 
 
+async def test_a_commit_without_statuses_or_check_runs(github: InstallationClient) -> None:
+    combined = await github.get_combined_status(owner="acme", repo="api", ref=SHA)
+    # GitHub's combined state is `pending` when nothing reported: the statuses tell.
+    assert (combined.sha, combined.state, combined.statuses) == (SHA, "pending", ())
+    assert await github.list_check_runs(owner="acme", repo="api", ref=SHA) == []
+
+
+async def test_combined_status_of_a_commit(github: InstallationClient, gh: GitHubEmulator) -> None:
+    gh.set_status("acme", "api", SHA, "ci/build", "pending")
+    gh.set_status("acme", "api", SHA, "ci/build", "failure")  # the latest per context counts
+    gh.set_status("acme", "api", SHA, "security/scan", "success")
+    gh.set_status("acme", "api", "f" * 40, "ci/build", "success")  # another commit
+    combined = await github.get_combined_status(owner="acme", repo="api", ref=SHA)
+    assert combined.state == "failure"
+    assert [(s.context, s.state) for s in combined.statuses] == [
+        ("ci/build", "failure"),
+        ("security/scan", "success"),
+    ]
+    (call,) = gh.calls_to("repos/get-combined-status-for-ref")
+    assert call.path == f"/repos/acme/api/commits/{SHA}/status"
+    assert call.query["per_page"] == "100"
+
+
+async def test_check_runs_of_a_commit(github: InstallationClient, gh: GitHubEmulator) -> None:
+    gh.set_check_run("acme", "api", SHA, "lint", "completed", "success")
+    gh.set_check_run("acme", "api", SHA, "e2e", "in_progress")
+    gh.set_check_run("acme", "api", SHA, "build", "completed", "timed_out")
+    runs = await github.list_check_runs(owner="acme", repo="api", ref=SHA)
+    assert [(r.name, r.status, r.conclusion) for r in runs] == [
+        ("lint", "completed", "success"),
+        ("e2e", "in_progress", None),
+        ("build", "completed", "timed_out"),
+    ]
+    assert all(r.id and r.html_url for r in runs)
+    (call,) = gh.calls_to("checks/list-for-ref")
+    assert call.path == f"/repos/acme/api/commits/{SHA}/check-runs"
+    assert call.query == {"filter": "latest", "per_page": "100", "page": "1"}
+
+
+async def test_every_page_of_statuses_and_check_runs_is_read(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    for n in range(130):
+        gh.set_status("acme", "api", SHA, f"status-{n:03}", "success")
+        gh.set_check_run("acme", "api", SHA, f"run-{n:03}", "completed", "success")
+    gh.set_status("acme", "api", SHA, "status-129", "error")
+    gh.set_check_run("acme", "api", SHA, "run-129", "queued")
+    combined = await github.get_combined_status(owner="acme", repo="api", ref=SHA)
+    runs = await github.list_check_runs(owner="acme", repo="api", ref=SHA)
+    assert len(combined.statuses) == len(runs) == 130
+    assert combined.statuses[-1].state == "error" and runs[-1].status == "queued"
+    assert [c.query["page"] for c in gh.calls_to("repos/get-combined-status-for-ref")] == ["1", "2"]
+    assert [c.query["page"] for c in gh.calls_to("checks/list-for-ref")] == ["1", "2"]
+
+
+async def test_checks_of_a_branch_are_those_of_its_commit(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    gh.set_ref("acme", "api", "main", SHA)
+    gh.set_status("acme", "api", SHA, "ci/build", "success")
+    gh.set_check_run("acme", "api", SHA, "lint", "completed", "neutral")
+    combined = await github.get_combined_status(owner="acme", repo="api", ref="main")
+    assert (combined.sha, combined.state, len(combined.statuses)) == (SHA, "success", 1)
+    assert [r.name for r in await github.list_check_runs(owner="acme", repo="api", ref="main")] == [
+        "lint"
+    ]
+
+
+def test_the_emulator_refuses_states_github_has_not(gh: GitHubEmulator) -> None:
+    with pytest.raises(ValueError, match="unknown commit status state"):
+        gh.set_status("acme", "api", SHA, "ci", "green")
+    with pytest.raises(ValueError, match="needs a conclusion"):
+        gh.set_check_run("acme", "api", SHA, "lint", "completed")
+
+
 # --- installation tokens -----------------------------------------------------------------
 
 
