@@ -120,6 +120,7 @@ class Scheduler:
             pipeline = None
         env = pipeline.environment(row.environment) if pipeline is not None else None
         health = env.health if env is not None else None
+        checks: tuple[tuple[bool, str], ...] = ()
         if health is None:
             result_healthy, detail = True, "no health checks configured"
         else:
@@ -127,6 +128,8 @@ class Scheduler:
                 str(health.url) if health.url else None, health.prometheus
             )
             result_healthy, detail = result.healthy, result.detail
+            # Each check's own line (`error_ratio = 0.031 > max 0.02`), for the thread.
+            checks = tuple((check.healthy, check.detail) for check in result.checks)
         github_good_sha = None
         if health is not None and not result_healthy and row.failure_streak + 1 >= health.failures:
             github_good_sha = await self._github_good_sha(row)
@@ -134,7 +137,7 @@ class Scheduler:
             outcome = await conductor.probed(
                 session,
                 rollout_id=row.id,
-                evidence=Evidence(result_healthy, detail, started),
+                evidence=Evidence(result_healthy, detail, started, checks),
                 now=started,
                 github_good_sha=github_good_sha,
             )

@@ -376,6 +376,8 @@ def probed(
 
     Healthy for the whole `soak` → success; `failures` failed probes in a row → failure
     (and a rollback when `auto_rollback`). Otherwise the next probe is due in `interval`.
+    The thread shows what was measured: on success the last probe's values, at the first
+    failed probe of a run and at the failure the checks that failed (query, value, bound).
     """
     env = pipeline.environment(rollout.environment)
     if rollout.status is not Status.VERIFYING:
@@ -388,19 +390,28 @@ def probed(
     if evidence.healthy:
         since = rollout.healthy_since or evidence.at
         if now - since >= health.soak:
-            return _succeed(release, replace(rollout, healthy_since=since), None)
+            done = replace(rollout, healthy_since=since)
+            return _measured(_succeed(release, done, None), release, done, health.soak, evidence)
         waiting = replace(
             rollout, healthy_since=since, failure_streak=0, next_check_at=now + health.interval
         )
         return Outcome(rollouts=(waiting,))
     streak = rollout.failure_streak + 1
     if streak >= health.failures:
+        reason = f"{streak} health checks in a row failed"
+        shown: tuple[Evidence, ...] = (evidence,)
+        if evidence.failed:
+            # The failing checks name what failed (`error_ratio = 0.05 > max 0.02`) in the
+            # failure, the rollback's announcement and the board; the quote keeps the rest.
+            reason += f" ({_lines(evidence.failed)})"
+            passed = "; ".join(evidence.passed)
+            shown = (replace(evidence, detail=f"still passing: {passed}"),) if passed else ()
         return fail(
             pipeline=pipeline,
             release=release,
             rollout=replace(rollout, failure_streak=streak),
-            reason=f"{streak} health checks in a row failed",
-            evidence=(evidence,),
+            reason=reason,
+            evidence=shown,
             last_good_sha=last_good_sha,
             rollback_id=rollback_id,
             now=now,
@@ -408,7 +419,46 @@ def probed(
     unhealthy = replace(
         rollout, healthy_since=None, failure_streak=streak, next_check_at=now + health.interval
     )
-    return Outcome(rollouts=(unhealthy,))
+    if streak > 1:
+        return Outcome(rollouts=(unhealthy,))
+    # The first failed probe of a run says what it saw; the next ones stay quiet until the
+    # run ends: healthy again (the soak starts over), or `failures` long (the failure says).
+    text = (
+        f"`{rollout.environment}` failed a health check ({streak} of {health.failures} in a "
+        f"row fail the deploy): {_lines(evidence.failed) or evidence.detail}. Checking again "
+        f"in {_duration(health.interval)}."
+    )
+    event = f"{rollout.id}:unhealthy:{evidence.at.isoformat()}"
+    return Outcome(rollouts=(unhealthy,), effects=(ThreadReply(release.id, event, text),))
+
+
+# A failure's reason is also the rollout's note on the board: a line, not every series.
+_MAX_REASON_CHECKS = 300
+
+
+def _lines(checks: tuple[str, ...]) -> str:
+    text = "; ".join(checks)
+    return text if len(text) <= _MAX_REASON_CHECKS else text[: _MAX_REASON_CHECKS - 1] + "…"
+
+
+def _measured(
+    outcome: Outcome, release: Release, rollout: Rollout, soak: timedelta, evidence: Evidence
+) -> Outcome:
+    """A rollout healthy for its whole soak succeeded: its success reply also says what the
+    last probe measured (`healthy for 5m: error_ratio = 0.004 ≤ max 0.02`)."""
+    said = f"healthy for {_duration(soak)}: {evidence.detail}"
+    success = f"{rollout.id}:{Status.SUCCESS.value}"
+    effects: list[Effect] = []
+    told = False
+    for effect in outcome.effects:
+        if isinstance(effect, ThreadReply) and effect.event == success and not told:
+            effect = replace(effect, text=f"{effect.text.removesuffix('.')}, {said}.")
+            told = True
+        effects.append(effect)
+    if not told:
+        text = f"`{rollout.environment}` was {said}."
+        effects.insert(0, ThreadReply(release.id, f"{rollout.id}:healthy", text))
+    return replace(outcome, effects=tuple(effects))
 
 
 def fail(

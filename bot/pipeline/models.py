@@ -110,11 +110,24 @@ class Rollout:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a health probe saw."""
+    """What a health probe saw: `detail` is one line over every check; `checks` is each
+    check's verdict and line (the HTTP check, each Prometheus query with the value it
+    measured), empty when the probe does not tell its checks apart."""
 
     healthy: bool
     detail: str
     at: datetime
+    checks: tuple[tuple[bool, str], ...] = ()
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The lines of the checks that failed."""
+        return tuple(line for healthy, line in self.checks if not healthy)
+
+    @property
+    def passed(self) -> tuple[str, ...]:
+        """The lines of the checks that passed."""
+        return tuple(line for healthy, line in self.checks if healthy)
 
 
 @dataclass(frozen=True)
