@@ -166,7 +166,9 @@ async def report(
             description=description,
         ),
     )
-    return await _save(session, release, outcome, request=False)
+    await _save(session, release, outcome, request=False)
+    await _promote_on_success(session, release, outcome, now)
+    return outcome
 
 
 async def probed(
@@ -201,7 +203,36 @@ async def probed(
             rollback_id=new_id,
         ),
     )
-    return await _save(session, release, outcome, request=False)
+    await _save(session, release, outcome, request=False)
+    await _promote_on_success(session, release, outcome, now)
+    return outcome
+
+
+async def _promote_on_success(
+    session: AsyncSession, release: ReleaseRow, outcome: Outcome, now: datetime
+) -> None:
+    """After a success, deploy to the next environment if it is `auto: true`."""
+    following = machine.promoted_on_success(
+        pipeline_of(release), releases.release_value(release), outcome
+    )
+    if following is not None:
+        await deploy_on_its_own(session, release=release, environment=following, now=now)
+
+
+async def deploy_on_its_own(
+    session: AsyncSession, *, release: ReleaseRow, environment: str, now: datetime
+) -> Outcome:
+    """An automatic deploy (`auto: true`), asked for by deploybot itself; when the rules hold
+    it back (a lock, a window, a busy environment), the thread says why."""
+    outcome = await deploy(
+        session, release=release, environment=environment, requester=machine.BOT, now=now
+    )
+    if outcome.refused:
+        held = machine.held_back(
+            releases.release_value(release), environment, outcome.refusal or ""
+        )
+        await releases.save_outcome(session, release_id=release.id or 0, outcome=held)
+    return outcome
 
 
 async def _adopt(

@@ -75,6 +75,7 @@ class PullRequest(Lenient):
     html_url: str | None = None
     state: str = "open"
     merged: bool | None = None
+    merge_commit_sha: str | None = None
     user: User | None = None
     head: Head
 

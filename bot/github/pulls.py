@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import conductor
 from bot.github.context import Context, parsed, thread_channel
 from bot.github.payloads import PullRequestEvent, parse
-from bot.pipeline.config import PipelineError
+from bot.pipeline import machine
+from bot.pipeline.config import Pipeline, PipelineError
 from bot.pipeline.effects import RefreshBoard, ThreadReply
 from bot.worker import Apply
 from storage import releases
@@ -37,18 +38,26 @@ async def record(
 ) -> None:
     """Bring the PR's release and board up to date and say what happened in its thread."""
     pr = event.pull_request
+    pipeline = parsed(pipeline_text)
+    on_merge = machine.deployed_on_merge(pipeline) if isinstance(pipeline, Pipeline) else None
+    commit = pr.head.sha
+    if on_merge is not None and pr.pr_state == "merged":
+        # Deployed from the default branch: what ships is the merge commit, not the head.
+        known = await releases.release_for_pr(
+            session, repository=event.repository.full_name, pr_number=pr.number
+        )
+        commit = pr.merge_commit_sha or (known.commit_sha if known else pr.head.sha)
     release, _ = await releases.upsert_pull_request(
         session,
         repository=event.repository.full_name,
         pr_number=pr.number,
-        head_sha=pr.head.sha,
+        head_sha=commit,
         title=pr.title,
         author=pr.user.login if pr.user else "",
         head_ref=pr.head.ref,
         pr_url=pr.html_url,
         pr_state=pr.pr_state,
     )
-    pipeline = parsed(pipeline_text)
     release.pipeline = pipeline_text
     if release.thread_channel is None:
         release.thread_channel = await thread_channel(
@@ -74,3 +83,7 @@ async def record(
         outcome = conductor.pipeline_problem(release, pipeline, context.config_path)
         for effect in outcome.effects:
             await releases.enqueue(session, effect)
+    elif on_merge is not None and event.action == "closed" and pr.pr_state == "merged":
+        await conductor.deploy_on_its_own(
+            session, release=release, environment=on_merge, now=context.clock()
+        )

@@ -362,6 +362,39 @@ def _succeed(release: Release, rollout: Rollout, replaced: Rollout | None) -> Ou
     return _changed(release, done, f"`{rollout.environment}` is running {rollout.commit_sha[:7]}.")
 
 
+def promoted_on_success(pipeline: Pipeline, release: Release, outcome: Outcome) -> str | None:
+    """The environment to deploy to next on its own (`auto: true`): after a deploy of the
+    release's current commit succeeded in the environment before it. None otherwise (a
+    rollback, an older commit, the last environment, a manual next one)."""
+    for rollout in outcome.rollouts:
+        if (
+            rollout.status is Status.SUCCESS
+            and rollout.kind is Kind.DEPLOY
+            and rollout.commit_sha == release.commit_sha
+            and pipeline.environment(rollout.environment) is not None
+        ):
+            following = pipeline.next(rollout.environment)
+            if following is not None and following.auto:
+                return following.name
+    return None
+
+
+def deployed_on_merge(pipeline: Pipeline) -> str | None:
+    """The environment a merge to the default branch deploys to on its own: the first, when
+    it is `auto: true`."""
+    first = pipeline.environments[0] if pipeline.environments else None
+    return first.name if first is not None and first.auto else None
+
+
+def held_back(release: Release, environment: str, refusal: str) -> Outcome:
+    """An automatic deploy the rules refused (a lock, a window, a busy environment): say so
+    in the thread, so people know why it did not go on."""
+    text = f"Not deploying {release.short_sha} to `{environment}` on its own: {refusal}"
+    return Outcome(
+        effects=(ThreadReply(release.id, f"auto:{environment}:{release.commit_sha}", text),)
+    )
+
+
 def probed(
     *,
     pipeline: Pipeline,
