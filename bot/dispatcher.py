@@ -19,19 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import conductor
+from bot.github.context import thread_channel
 from bot.pipeline import effects
 from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import (
     ApprovalDecided,
     ApprovalRequest,
+    ChannelMessage,
     CreateDeployment,
     PullRequestComment,
     Reaction,
@@ -65,6 +69,8 @@ _SLACK_PERMANENT = {
 }
 # Slack's words for "too many": answered with HTTP 429 (and `Retry-After`), or in a 200.
 _SLACK_RATE_LIMITED = {"ratelimited", "rate_limited"}
+# A Slack user id, the only thing a channel message may mention.
+_SLACK_ID = re.compile(r"[UW][A-Z0-9]+")
 # Waiting less than this for a rate limit would only ask again at once.
 _LEAST_WAIT = timedelta(seconds=1)
 
@@ -107,6 +113,8 @@ class OutboxDispatcher(QueueWorker):
                 return await self._comment(item, effect)
             if isinstance(effect, Reaction):
                 return await self._react(item, effect)
+            if isinstance(effect, ChannelMessage):
+                return await self._channel_message(item, effect)
             return await self._slack(item, effect)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
@@ -215,6 +223,42 @@ class OutboxDispatcher(QueueWorker):
                 session, item, OutboxStatus.SENT.value, result={"ts": answer.get("ts")}
             )
         return "reply posted"
+
+    async def _channel_message(self, item: OutboxEffect, effect: ChannelMessage) -> str:
+        """Post in the repository's channel as it is now (the pipeline file's, as last read
+        on the newest release, else the subscribed one); none: skipped."""
+        async with self.sessions() as session:
+            newest = (
+                await session.execute(
+                    sa.select(ReleaseRow)
+                    .where(ReleaseRow.repository == effect.repository)
+                    .order_by(ReleaseRow.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            try:
+                pipeline: Pipeline | PipelineError = parse_pipeline(
+                    newest.pipeline if newest is not None else ""
+                )
+            except PipelineError as exc:
+                pipeline = exc
+            channel = await thread_channel(session, repository=effect.repository, pipeline=pipeline)
+        if channel is None:
+            async with self.sessions.begin() as session:
+                await self.finish(
+                    session, item, OutboxStatus.SENT.value, result={"skipped": "no channel"}
+                )
+            return "skipped: no Slack channel for this repository"
+        text = blocks.escape(effect.text)
+        if effect.mention and _SLACK_ID.fullmatch(effect.mention):
+            # Our own mention of the holder, the one markup the text may keep.
+            text = text.replace(f"&lt;@{effect.mention}&gt;", f"<@{effect.mention}>")
+        answer = await self.slack.chat_postMessage(channel=channel, text=text)
+        async with self.sessions.begin() as session:
+            await self.finish(
+                session, item, OutboxStatus.SENT.value, result={"ts": answer.get("ts")}
+            )
+        return "channel message posted"
 
     async def _refresh_board(self, item: OutboxEffect, effect: RefreshBoard) -> str:
         """Draw the board once for every refresh of the release waiting now; skip the

@@ -1,5 +1,6 @@
 """The scheduler: every `DEPLOYBOT_TICK_SECONDS`, claim the verifying rollouts whose health
-check is due, probe them, and feed each result to the pipeline.
+check is due, probe them, and feed each result to the pipeline; and remind holders of locks
+that expire within the hour (announcing those that expired), once per lock by outbox key.
 
 APScheduler only ticks; claims are leases in the database, so any number of replicas can
 tick side by side and a dead replica's rollouts are picked up when its lease ends.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import structlog
@@ -18,12 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
 from bot.github.context import github_last_good
+from bot.pipeline import locks as lock_rules
 from bot.pipeline.config import PipelineError
 from bot.pipeline.models import Evidence
 from bot.worker import LeaseLost
 from integrations.github_app import GitHubApp, GitHubError
 from integrations.health import HealthProbe
-from storage import installations, leases, releases
+from storage import installations, leases, outbox, releases
+from storage import locks as lock_rows
 from storage.models import Rollout as RolloutRow
 from storage.models import utcnow
 
@@ -92,6 +96,7 @@ class Scheduler:
             return await self._tick()
 
     async def _tick(self) -> int:
+        await self._remind_locks()
         try:
             async with self.sessions.begin() as session:
                 due = await releases.claim_due_probes(
@@ -109,6 +114,31 @@ class Scheduler:
             log.exception("scheduler tick failed")
             return 0
         return len(due)
+
+    async def _remind_locks(self) -> None:
+        """Enqueue the lock reminders and expiry notices due now. Their keys name the lock,
+        so every tick (and every replica) may ask again: the outbox keeps the first."""
+        try:
+            now = self.clock()
+            ahead = lock_rules.REMINDER_AHEAD
+            async with self.sessions.begin() as session:
+                found = await lock_rows.expiring_between(
+                    session, start=now - ahead, end=now + ahead
+                )
+                added = [
+                    await outbox.enqueue(
+                        session,
+                        kind=type(notice).__name__,
+                        payload=asdict(notice),
+                        idempotency_key=notice.key,
+                    )
+                    for notice in lock_rules.notices(found, now)
+                ]
+        except Exception:
+            log.exception("lock reminders failed")
+            return
+        if any(added) and self.on_change is not None:
+            self.on_change()
 
     async def _probe(self, row: RolloutRow, started: datetime) -> None:
         assert row.id is not None

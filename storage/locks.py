@@ -97,3 +97,22 @@ async def delete(session: AsyncSession, *, repository: str, lock: Lock) -> bool:
         .returning(LockRow.id)
     )
     return removed.first() is not None
+
+
+async def expiring_between(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> list[tuple[str, Lock]]:
+    """Every repository's locks whose expiry falls in `[start, end]`, as `(repository, lock)`
+    (one query): what the scheduler reminds of or announces (`locks.notices`)."""
+    rows = (
+        await session.execute(
+            sa.select(LockRow)
+            .where(
+                LockRow.expires_at.is_not(None),
+                LockRow.expires_at >= start,
+                LockRow.expires_at <= end,
+            )
+            .order_by(LockRow.expires_at, LockRow.id)
+        )
+    ).scalars()
+    return [(row.repository, _value(row)) for row in rows]

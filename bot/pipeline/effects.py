@@ -107,6 +107,22 @@ class Reaction:
         return f"reaction:{self.repository}:{self.comment_id}:{self.content}"
 
 
+@dataclass(frozen=True)
+class ChannelMessage:
+    """A message in the repository's Slack channel, not in a thread (lock reminders). The
+    channel is looked up when it is sent; `mention` is a Slack user id the text may mention
+    as `<@mention>` (the rest of the text is escaped)."""
+
+    repository: str
+    event: str  # what happened, unique within the repository: part of the key
+    text: str
+    mention: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"channel:{self.repository}:{self.event}"
+
+
 Effect = (
     CreateDeployment
     | ThreadReply
@@ -115,6 +131,7 @@ Effect = (
     | RefreshBoard
     | PullRequestComment
     | Reaction
+    | ChannelMessage
 )
 
 
@@ -128,6 +145,7 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         RefreshBoard,
         PullRequestComment,
         Reaction,
+        ChannelMessage,
     )
 }
 

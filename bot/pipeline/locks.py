@@ -8,13 +8,18 @@ environment; only the holder or a repository admin may release someone else's lo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.pipeline.config import Pipeline
+from bot.pipeline.effects import ChannelMessage
 from bot.pipeline.models import Person
 
 DEFAULT_TTL = timedelta(hours=24)
+# How long before a lock expires its holder is reminded (and how long after its expiry the
+# release is still announced: a scheduler down longer than that announces nothing stale).
+REMINDER_AHEAD = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -118,3 +123,59 @@ def release(
 def overrides(existing: Lock | None, person: Person, now: datetime) -> bool:
     """Whether releasing `existing` would take someone else's lock away."""
     return existing is not None and existing.held_at(now) and not existing.holder.same_as(person)
+
+
+def _holder(lock: Lock) -> str:
+    return f"<@{lock.holder.slack}>" if lock.holder.slack else lock.holder.label
+
+
+def reminder_text(repository: str, lock: Lock) -> str:
+    """`⏰ <@U1> your lock on `production` of acme/api (reason) expires at 10:00 UTC; ...`."""
+    why = f" ({lock.reason})" if lock.reason else ""
+    at = lock.expires_at.strftime("%H:%M UTC") if lock.expires_at is not None else "soon"
+    return (
+        f"⏰ {_holder(lock)} your lock on `{lock.environment}` of {repository}{why} expires "
+        f"at {at}; `/deploy lock {repository} {lock.environment}` renews it."
+    )
+
+
+def expired_text(repository: str, lock: Lock) -> str:
+    return (
+        f"🔓 the lock on `{lock.environment}` of {repository} held by {lock.holder.label} "
+        f"expired; deploys may go there again."
+    )
+
+
+def notices(
+    locks: Iterable[tuple[str, Lock]], now: datetime, *, ahead: timedelta = REMINDER_AHEAD
+) -> list[ChannelMessage]:
+    """What to say about `(repository, lock)` pairs at `now`: a reminder to the holder of a
+    lock still held that expires within `ahead`, and an announcement of a lock that expired
+    less than `ahead` ago. Each message's key names the lock (repository, environment and
+    when it was taken), so each lock is reminded and announced once however often asked;
+    a renewal keeps `since` but moves the expiry, which is part of the key too."""
+    said: list[ChannelMessage] = []
+    for repository, lock in locks:
+        if lock.expires_at is None:
+            continue
+        lock_id = f"{lock.environment.lower()}:{lock.since.isoformat()}"
+        expiry = lock.expires_at.isoformat()
+        if lock.held_at(now):
+            if lock.expires_at - now <= ahead:
+                said.append(
+                    ChannelMessage(
+                        repository,
+                        f"lock-reminder:{lock_id}:{expiry}",
+                        reminder_text(repository, lock),
+                        mention=lock.holder.slack,
+                    )
+                )
+        elif now - lock.expires_at < ahead:
+            said.append(
+                ChannelMessage(
+                    repository,
+                    f"lock-expired:{lock_id}:{expiry}",
+                    expired_text(repository, lock),
+                )
+            )
+    return said
