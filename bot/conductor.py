@@ -20,8 +20,10 @@ from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
 from bot.pipeline.machine import Outcome
 from bot.pipeline.models import Evidence, Person, Rollout, Status
+from storage import freezes as freeze_rows
 from storage import locks as lock_rows
 from storage import releases
+from storage.models import AuditEvent
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
 
@@ -66,6 +68,7 @@ async def deploy(
     succeeded = await releases.succeeded_environments(
         session, repository=release.repository, commit_sha=release.commit_sha
     )
+    freeze = await freeze_rows.active(session, repository=release.repository, now=now)
     outcome = await _with_new_id(
         session,
         lambda new_id: machine.request_deploy(
@@ -79,8 +82,25 @@ async def deploy(
             now=now,
             force=force,
             checks=checks,
+            freeze=freeze,
         ),
     )
+    if freeze is not None and force and not outcome.refused:
+        session.add(
+            AuditEvent(
+                actor=requester.label,
+                source="deploy",
+                action="force-past-freeze",
+                repository=release.repository,
+                environment=name,
+                commit_sha=release.commit_sha,
+                detail={
+                    "frozen_by": freeze.by.label,
+                    "until": freeze.until.isoformat(),
+                    "reason": freeze.reason,
+                },
+            )
+        )
     return await _save(session, release, outcome)
 
 

@@ -245,6 +245,22 @@ class Lock(SQLModel, table=True):
     expires_at: datetime | None = _when()
 
 
+class Freeze(SQLModel, table=True):
+    """A repository-wide deploy freeze; at most one per repository (an ended one holds
+    nothing and is replaced by the next). Not named `freeze`: a reserved word in PostgreSQL."""
+
+    __tablename__ = "repository_freeze"
+    __table_args__ = (sa.UniqueConstraint("repository"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository: str
+    by_github: str | None = None
+    by_slack: str | None = None
+    reason: str
+    until: datetime = _when(nullable=False)
+    created_at: datetime = _created()
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what, when, from where, to which commit."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from bot.pipeline import freezes
 from bot.pipeline.checks import Verdict
 from bot.pipeline.config import Checks, Pipeline
 from bot.pipeline.effects import (
@@ -105,6 +106,7 @@ def request_deploy(
     now: datetime,
     force: bool = False,
     checks: Verdict | None = None,
+    freeze: freezes.Freeze | None = None,
 ) -> Outcome:
     """Someone asks to deploy the release's commit to `environment`.
 
@@ -112,13 +114,20 @@ def request_deploy(
     is what holds the environment now. `checks` is the verdict on the commit's statuses and
     check runs, looked up when the environment has `checks: required` (None: not looked
     up, no gate). `force` (already checked as allowed for this person) skips the ordering
-    rule, the required checks and the lock. Returns the new rollout, awaiting approval or
-    pending its GitHub deployment.
+    rule, the required checks and the lock. `freeze` is the repository's freeze, if any:
+    while it holds only `force` goes past it, and the thread says who did. Returns the new
+    rollout, awaiting approval or pending its GitHub deployment.
     """
     env = pipeline.environment(environment)
     if env is None:
         names = ", ".join(f"`{e.name}`" for e in pipeline.environments)
         return _refuse(f"`{environment}` is not an environment here. Choose one of {names}.")
+    forced_past: tuple[Effect, ...] = ()
+    if freeze is not None and freeze.holds_at(now):
+        if not force:
+            return _refuse(freezes.refusal(freeze))
+        cause = f"{rollout_id}:forced-past-freeze"
+        forced_past = (ThreadReply(release.id, cause, freezes.overridden(freeze, requester)),)
     previous = pipeline.previous(env.name)
     if previous is not None and previous.name not in succeeded_here and not force:
         return _refuse(
@@ -162,7 +171,7 @@ def request_deploy(
             f"{requester.label} asked to deploy {release.short_sha} to `{env.name}`: "
             f"waiting for {_approvals(env.approvals)}."
         )
-        return _changed(release, rollout, text, request)
+        return _changed(release, rollout, text, request, *forced_past)
     rollout = Rollout(
         id=rollout_id,
         repository=release.repository,
@@ -173,7 +182,7 @@ def request_deploy(
         created_at=now,
     )
     text = f"{requester.label} is deploying {release.short_sha} to `{env.name}`."
-    return _changed(release, rollout, text, _deployment(release, rollout))
+    return _changed(release, rollout, text, _deployment(release, rollout), *forced_past)
 
 
 def _days(days: frozenset[int]) -> str:

@@ -42,6 +42,8 @@ _NEEDS = {
     Verb.ROLLBACK: "write",
     Verb.LOCK: "write",
     Verb.UNLOCK: "write",
+    Verb.FREEZE: "admin",
+    Verb.UNFREEZE: "admin",
     Verb.STATUS: "read",
 }
 _READ_CACHE_SECONDS = 300

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import conductor
 from bot.github.checks import required_verdict
 from bot.github.context import thread_channel
+from bot.pipeline import freezes as freeze_rules
 from bot.pipeline import locks as lock_rules
 from bot.pipeline.commands import (
     SLACK_USAGE,
@@ -42,15 +43,13 @@ from integrations.github_app import (
     GitHubNotFound,
     GitHubValidationFailed,
 )
-from storage import identities, locks, releases, subscriptions
+from storage import freezes, identities, locks, releases, subscriptions
 from storage.models import utcnow
 from storage.overview import environments_of
 
 log = structlog.get_logger(__name__)
 
 _LATER = {
-    Verb.FREEZE: "Freezes arrive with deploy windows",
-    Verb.UNFREEZE: "Freezes arrive with deploy windows",
     Verb.PAUSE: "Pausing arrives with canary rollouts",
     Verb.RESUME: "Pausing arrives with canary rollouts",
 }
@@ -125,6 +124,8 @@ class SlashCommands:
                 Verb.ROLLBACK: self._rollback,
                 Verb.LOCK: self._lock,
                 Verb.UNLOCK: self._unlock,
+                Verb.FREEZE: self._freeze,
+                Verb.UNFREEZE: self._unfreeze,
             }[command.verb]
             await handler(command, inv, reply, client, repo)
 
@@ -399,3 +400,35 @@ class SlashCommands:
         if decision.refused:
             raise Refused(escape(decision.refusal or ""))
         await reply.public(f"{escape(repo.full_name)}: {escape(decision.announcement)}")
+
+    async def _freeze(
+        self, command: Command, inv: Invocation, reply: Reply, _c: AsyncWebClient, repo: Repo
+    ) -> None:
+        now = self.clock()
+        until = freeze_rules.parse_until(command.until or "", now=now)
+        if until.at is None:
+            raise Refused(escape(until.error or ""))
+        freeze = freeze_rules.Freeze(
+            repository=repo.full_name,
+            by=repo.person,
+            reason=command.reason or "",
+            until=until.at,
+            since=now,
+        )
+        async with self.sessions.begin() as session:
+            replaced = await freezes.active(session, repository=repo.full_name, now=now)
+            await freezes.put(session, freeze)
+        self.on_change()
+        await reply.public(escape(freeze_rules.announce(freeze, replaced=replaced)))
+
+    async def _unfreeze(
+        self, command: Command, inv: Invocation, reply: Reply, _c: AsyncWebClient, repo: Repo
+    ) -> None:
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            lifted = await freezes.lift(session, repository=repo.full_name, now=now)
+        said = freeze_rules.announce_lifted(lifted, repo.person, repo.full_name)
+        if said is None:
+            raise Refused(f"{escape(repo.full_name)} is not frozen.")
+        self.on_change()
+        await reply.public(escape(said))

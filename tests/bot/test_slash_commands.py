@@ -419,7 +419,7 @@ async def test_link_answers_privately_with_a_code(story: Story) -> None:
     assert private_to(story, "U0NEW")
 
 
-@pytest.mark.parametrize("text", ["freeze acme/api until friday release", "pause acme/api stage"])
+@pytest.mark.parametrize("text", ["pause acme/api stage"])
 async def test_later_subcommands_say_so(story: Story, text: str) -> None:
     said = await answer(story, text, user="U0BOB")
     assert "not available yet" in said

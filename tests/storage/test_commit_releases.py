@@ -259,7 +259,7 @@ async def test_upgrade_merges_duplicate_commit_releases_into_the_oldest(
         assert (await _for_commit(session)).id == oldest_id
     async with empty_engine.connect() as connection:
         version = await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert version.scalar_one() == "0004"
+        assert version.scalar_one() == "0005"
 
 
 async def test_upgrade_keeps_the_oldest_thread_when_it_has_one(empty_engine: AsyncEngine) -> None:

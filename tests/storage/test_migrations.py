@@ -23,7 +23,7 @@ async def test_migrate_is_idempotent(engine: AsyncEngine) -> None:
     await db.migrate(engine)
     async with engine.connect() as connection:
         version = await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert version.scalar_one() == "0004"
+        assert version.scalar_one() == "0005"
 
 
 def test_urls_choose_async_drivers() -> None:
