@@ -229,8 +229,9 @@ class SlashCommands:
         force = Flag.FORCE in command.flags
         if force and repo.permission != "admin":
             raise Refused(
-                f"`--force` overrides ordering rules, windows and locks, so it needs admin "
-                f"permission on {escape(repo.full_name)}; {escape(repo.person.github or '')} "
+                "`--force` overrides ordering rules, windows, freezes and locks, so it needs "
+                f"admin permission on {escape(repo.full_name)}; "
+                f"{escape(repo.person.github or '')} "
                 f"has `{repo.permission}`."
             )
         ref = command.ref or repo.default_branch
@@ -252,7 +253,7 @@ class SlashCommands:
             await reply.private(f"Dry run, nothing deployed: {what} would go to `{env}`.")
             return
         if not inv.confirmed and (force or needs_confirmation(repo.pipeline, env)):
-            forced = " overriding ordering rules, windows and locks" if force else ""
+            forced = " overriding ordering rules, windows, freezes and locks" if force else ""
             await self._confirm(
                 client,
                 inv,
