@@ -147,6 +147,18 @@ class Story:
         self.sessions, self.tick = sessions, tick
         self.deliveries = 0
 
+    @classmethod
+    def in_process(
+        cls, app: Any, client: httpx.AsyncClient, github: GitHubEmulator, slack: SlackEmulator
+    ) -> Story:
+        """The story of an app running in this process: its scheduler ticks on request."""
+        services = app.state.services
+
+        async def tick() -> None:
+            await services.scheduler.tick()
+
+        return cls(client, github, slack, sessions=services.sessions, tick=tick)
+
     async def deliver(self, event: str, payload: dict, *, allow_dead: bool = False) -> None:
         self.deliveries += 1
         body = compact(payload)

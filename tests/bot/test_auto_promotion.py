@@ -33,15 +33,11 @@ environments:
 
 @pytest.fixture
 async def story(app, client, github, slack) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(OWNER, NAME, ".github/deploybot.yml", CHAIN)
     for login in ("alice", "bob"):
         github.set_permission(OWNER, NAME, login, "write")
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     opened = pull_request("opened", number=5, sha=HEAD, title="Chain", author="alice")
     github.respond("pulls/get", body=opened["pull_request"])

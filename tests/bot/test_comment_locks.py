@@ -21,10 +21,6 @@ HEAD = "10c4ed" + "0" * 34
 
 @pytest.fixture
 async def story(app, client, github, slack) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(
         OWNER,
@@ -34,7 +30,7 @@ async def story(app, client, github, slack) -> Story:
     )
     for login, permission in [("alice", "write"), ("bob", "write"), ("carol", "admin")]:
         github.set_permission(OWNER, NAME, login, permission)
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     pr = pull_request("opened", number=9, sha=HEAD, title="Locks", author="alice")
     github.respond("pulls/get", body=pr["pull_request"])

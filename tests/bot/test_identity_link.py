@@ -75,12 +75,8 @@ async def test_person_for_slack_trusts_only_confirmed_links(engine: AsyncEngine)
 
 @pytest.fixture
 async def story(app, client, github, slack) -> Story:
-    services = app.state.services
 
-    async def tick() -> None:
-        await services.scheduler.tick()
-
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     github.reset()
     return story

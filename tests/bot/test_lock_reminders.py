@@ -29,10 +29,6 @@ REPO = f"{OWNER}/{NAME}"
 
 @pytest.fixture
 async def story(app, client, github, slack) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(
         OWNER,
@@ -41,7 +37,7 @@ async def story(app, client, github, slack) -> Story:
         pipeline_file(channel=CHANNEL, health_url="http://127.0.0.1:9/h"),
     )
     github.set_permission(OWNER, NAME, "alice", "write")
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     pr = pull_request("opened", number=9, sha=HEAD, title="Locks", author="alice")
     github.respond("pulls/get", body=pr["pull_request"])

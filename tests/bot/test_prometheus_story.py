@@ -239,10 +239,6 @@ def prometheus():
 
 @pytest.fixture
 async def story(app, client, github, slack, health, prometheus) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(
         OWNER,
@@ -251,7 +247,7 @@ async def story(app, client, github, slack, health, prometheus) -> Story:
         pipeline_file(health_url=health.url, prometheus_url=prometheus.url),
     )
     github.set_permission(OWNER, NAME, "alice", "write")
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     return story
 

@@ -40,17 +40,13 @@ environments:
 
 @pytest.fixture
 async def story(app, client, github, slack) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(OWNER, NAME, ".github/deploybot.yml", PIPELINE)
     github.set_default_branch(OWNER, NAME, "main")
     github.set_ref(OWNER, NAME, "main", MAIN, message="Main at its newest")
     for login, permission in [("alice", "write"), ("bob", "write"), ("carol", "admin")]:
         github.set_permission(OWNER, NAME, login, permission)
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     return story
 

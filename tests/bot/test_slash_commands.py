@@ -43,10 +43,6 @@ def health():
 
 @pytest.fixture
 async def story(app, client, github, slack, health) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(
         OWNER, NAME, ".github/deploybot.yml", pipeline_file(channel=CHANNEL, health_url=health.url)
@@ -56,7 +52,7 @@ async def story(app, client, github, slack, health) -> Story:
     github.set_ref(OWNER, NAME, "v1.2.0", RELEASE, message="Release 1.2.0")
     for login, permission in [("alice", "admin"), ("bob", "write"), ("mallory", "read")]:
         github.set_permission(OWNER, NAME, login, permission)
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     return story
 

@@ -32,17 +32,13 @@ def health():
 
 @pytest.fixture
 def story(app, client, github, slack, health) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(
         OWNER, NAME, ".github/deploybot.yml", pipeline_file(channel=CHANNEL, health_url=health.url)
     )
     for login, permission in [("alice", "write"), ("bob", "write"), ("mallory", "read")]:
         github.set_permission(OWNER, NAME, login, permission)
-    return Story(client, github, slack, sessions=services.sessions, tick=tick)
+    return Story.in_process(app, client, github, slack)
 
 
 async def test_pull_request_to_production_with_approval(story: Story, health) -> None:

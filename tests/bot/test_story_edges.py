@@ -29,17 +29,13 @@ def health():
 
 @pytest.fixture
 async def story(app, client, github, slack, health) -> Story:
-    services = app.state.services
-
-    async def tick() -> None:
-        await services.scheduler.tick()
 
     github.set_file(
         OWNER, NAME, ".github/deploybot.yml", pipeline_file(channel=CHANNEL, health_url=health.url)
     )
     for login in ("alice", "bob"):
         github.set_permission(OWNER, NAME, login, "write")
-    story = Story(client, github, slack, sessions=services.sessions, tick=tick)
+    story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
     return story
 
