@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import structlog
@@ -26,7 +25,7 @@ from bot.pipeline.models import Evidence
 from bot.worker import LeaseLost
 from integrations.github_app import GitHubApp, GitHubError
 from integrations.health import HealthProbe
-from storage import installations, leases, outbox, releases
+from storage import installations, leases, releases
 from storage import locks as lock_rows
 from storage.models import Rollout as RolloutRow
 from storage.models import utcnow
@@ -126,12 +125,7 @@ class Scheduler:
                     session, start=now - ahead, end=now + ahead
                 )
                 added = [
-                    await outbox.enqueue(
-                        session,
-                        kind=type(notice).__name__,
-                        payload=asdict(notice),
-                        idempotency_key=notice.key,
-                    )
+                    await releases.enqueue(session, notice)
                     for notice in lock_rules.notices(found, now)
                 ]
         except Exception:

@@ -318,8 +318,9 @@ async def save_outcome(session: AsyncSession, *, release_id: int, outcome: Outco
         await enqueue(session, effect)
 
 
-async def enqueue(session: AsyncSession, effect: Effect) -> None:
-    await outbox.enqueue(
+async def enqueue(session: AsyncSession, effect: Effect) -> bool:
+    """Write an effect to the outbox once; False when its key was written before."""
+    return await outbox.enqueue(
         session,
         kind=type(effect).__name__,
         payload=_payload(asdict(effect)),
