@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from bot.settings import Settings, load_settings
+from integrations.emulators.github import GitHubEmulator
+from integrations.emulators.slack import SlackEmulator
 from storage import db
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +155,21 @@ def make_settings(
         return load_settings(env_file=None)
 
     return build
+
+
+@pytest.fixture
+def slack(slack_server: SlackEmulator) -> SlackEmulator:
+    """The Slack emulator (`slack_server`, defined where it is shared), its calls and
+    messages forgotten before each test."""
+    slack_server.reset()
+    return slack_server
+
+
+@pytest.fixture
+def github(app_private_key: rsa.RSAPrivateKey) -> Iterator[GitHubEmulator]:
+    """A GitHub emulator of its own for each test (it keeps deployments and files)."""
+    public = app_private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with GitHubEmulator(app_id=4242, app_public_key=public) as emulator:
+        yield emulator

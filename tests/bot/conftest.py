@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from bot.app import create_app
@@ -19,23 +17,6 @@ from tests.conftest import BOT_TOKEN
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[SlackEmulator]:
     with SlackEmulator(bot_token=BOT_TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def slack(slack_server: SlackEmulator) -> SlackEmulator:
-    """The Slack emulator, its calls and messages forgotten before each test."""
-    slack_server.reset()
-    return slack_server
-
-
-@pytest.fixture
-def github(app_private_key: rsa.RSAPrivateKey) -> Iterator[GitHubEmulator]:
-    """A GitHub emulator of its own for each test (it keeps deployments and files)."""
-    public = app_private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    with GitHubEmulator(app_id=4242, app_public_key=public) as emulator:
         yield emulator
 
 

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from bot.app import _start_socket_mode, create_app
@@ -27,21 +25,6 @@ USER = "U0ALICE"
 @pytest.fixture(scope="module")
 def slack_server() -> Iterator[SlackEmulator]:
     with SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def slack(slack_server: SlackEmulator) -> SlackEmulator:
-    slack_server.reset()
-    return slack_server
-
-
-@pytest.fixture
-def github(app_private_key: rsa.RSAPrivateKey) -> Iterator[GitHubEmulator]:
-    public = app_private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    with GitHubEmulator(app_id=4242, app_public_key=public) as emulator:
         yield emulator
 
 
