@@ -206,6 +206,12 @@ class Rollout(SQLModel, table=True):
     failure_streak: int = 0
     healthy_since: datetime | None = _when()
     canary_step: int | None = None
+    canary_weight: int | None = None
+    paused_at: datetime | None = _when()
+    held_at: datetime | None = _when()
+    forced: bool = False
+    wait_checks: bool = False
+    gate_run_id: int | None = _github_id(default=None, nullable=True)
     version: int = 0
     next_check_at: datetime | None = _when()
     lease_owner: str | None = None

@@ -209,6 +209,13 @@ def _value(row: RolloutRow, decisions: list[Decision]) -> Rollout:
         next_check_at=row.next_check_at,
         replaces=row.replaces,
         note=row.note,
+        step=row.canary_step,
+        weight=row.canary_weight,
+        paused_at=row.paused_at,
+        held_at=row.held_at,
+        forced=row.forced,
+        wait_checks=row.wait_checks,
+        gate_run_id=row.gate_run_id,
     )
 
 
@@ -360,6 +367,13 @@ async def _save_rollout(session: AsyncSession, *, release_id: int, rollout: Roll
     row.healthy_since = rollout.healthy_since
     row.next_check_at = rollout.next_check_at
     row.note = rollout.note
+    row.canary_step = rollout.step
+    row.canary_weight = rollout.weight
+    row.paused_at = rollout.paused_at
+    row.held_at = rollout.held_at
+    row.forced = rollout.forced
+    row.wait_checks = rollout.wait_checks
+    row.gate_run_id = rollout.gate_run_id
     row.version += 1
     row.updated_at = utcnow()
     await session.flush()

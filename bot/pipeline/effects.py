@@ -20,10 +20,29 @@ class CreateDeployment:
     commit_sha: str
     task: str = "deploy"
     payload: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None  # a canary's step: each step is its own deployment
 
     @property
     def key(self) -> str:
-        return f"deployment:{self.rollout_id}:{self.task}"
+        step = "" if self.step is None else f":{self.step}"
+        return f"deployment:{self.rollout_id}:{self.task}{step}"
+
+
+@dataclass(frozen=True)
+class ReviewProtectionRule:
+    """Answer a GitHub Actions run waiting on the App's deployment protection rule:
+    `state` is `approved` or `rejected`, `comment` names who decided."""
+
+    rollout_id: int
+    repository: str
+    run_id: int
+    environment: str
+    state: str
+    comment: str
+
+    @property
+    def key(self) -> str:
+        return f"protection-rule:{self.rollout_id}:{self.state}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +151,7 @@ Effect = (
     | PullRequestComment
     | Reaction
     | ChannelMessage
+    | ReviewProtectionRule
 )
 
 
@@ -146,6 +166,7 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         PullRequestComment,
         Reaction,
         ChannelMessage,
+        ReviewProtectionRule,
     )
 }
 

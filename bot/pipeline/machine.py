@@ -21,6 +21,7 @@ from bot.pipeline.effects import (
     Effect,
     PullRequestComment,
     RefreshBoard,
+    ReviewProtectionRule,
     ThreadReply,
 )
 from bot.pipeline.models import (
@@ -253,7 +254,11 @@ def decide(
         why = f": {reason}" if reason else "."
         text = f"{person.label} rejected the deploy to `{rollout.environment}`{why}"
         return _changed(
-            release, rejected, text, ApprovalDecided(release.id, rollout.id, "rejected")
+            release,
+            rejected,
+            text,
+            ApprovalDecided(release.id, rollout.id, "rejected"),
+            *_gate_answer(release, rejected, f"Rejected by {person.label} in deploybot{why}"),
         )
     needed = env.approvals if env is not None else 1
     have = len(decided.approvals())
@@ -268,12 +273,29 @@ def decide(
     approved = replace(decided, status=Status.PENDING)
     names = ", ".join(d.person.label for d in approved.approvals())
     text = f"Approved by {names}: deploying {rollout.commit_sha[:7]} to `{rollout.environment}`."
-    return _changed(
-        release,
-        approved,
-        text,
+    start = _gate_answer(release, approved, f"Approved by {names} in deploybot.") or (
         _deployment(release, approved),
-        ApprovalDecided(release.id, rollout.id, "approved"),
+    )
+    return _changed(
+        release, approved, text, *start, ApprovalDecided(release.id, rollout.id, "approved")
+    )
+
+
+def _gate_answer(release: Release, rollout: Rollout, comment: str) -> tuple[Effect, ...]:
+    """A rollout that gates a GitHub Actions run (deployment protection rule): the decision
+    goes back to that run, which then deploys on its own. Nothing for other rollouts."""
+    if rollout.gate_run_id is None:
+        return ()
+    state = "approved" if rollout.status is Status.PENDING else "rejected"
+    return (
+        ReviewProtectionRule(
+            rollout_id=rollout.id,
+            repository=release.repository,
+            run_id=rollout.gate_run_id,
+            environment=rollout.environment,
+            state=state,
+            comment=comment,
+        ),
     )
 
 

@@ -94,6 +94,13 @@ class Rollout:
     next_check_at: datetime | None = None
     replaces: int | None = None  # a rollback: the failed rollout it undoes
     note: str | None = None  # why it ended the way it did, in a person's words
+    step: int | None = None  # a canary: the index of its current step in `canary.steps`
+    weight: int | None = None  # a canary: the weight (percent) of its current step
+    paused_at: datetime | None = None  # paused by someone: its timers stand still
+    held_at: datetime | None = None  # a verified manual canary step, waiting for promote
+    forced: bool = False  # queued with `--force`: the override holds when it starts
+    wait_checks: bool = False  # queued with `--wait`: waits while checks are pending
+    gate_run_id: int | None = None  # a GitHub Actions run waiting on our protection rule
 
     def approvals(self) -> tuple[Decision, ...]:
         """Approvals that still count: for this commit, one per person."""

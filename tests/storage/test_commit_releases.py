@@ -9,12 +9,34 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage import db, releases
-from storage.models import Release, Rollout
+from storage.models import Release, Rollout, utcnow
+
+_ROLLOUT_AT_0003 = sa.table(
+    "rollout",
+    *(
+        sa.column(name)
+        for name in (
+            "release_id",
+            "repository",
+            "environment",
+            "commit_sha",
+            "kind",
+            "status",
+            "requested_via",
+            "failure_streak",
+            "version",
+            "created_at",
+            "updated_at",
+        )
+    ),
+)
+HEAD = ScriptDirectory.from_config(db.alembic_config()).get_current_head()
 
 REPO = "acme/api"
 SHA = "c0ffee" + "0" * 34
@@ -229,13 +251,20 @@ async def test_upgrade_merges_duplicate_commit_releases_into_the_oldest(
         await session.flush()
         for index, release in enumerate([oldest, threaded, third, pr, elsewhere, threaded]):
             assert release.id is not None
-            session.add(
-                Rollout(
+            # The table as it stood at 0003: later columns do not exist yet.
+            await session.execute(
+                sa.insert(_ROLLOUT_AT_0003).values(
                     release_id=release.id,
                     repository=REPO,
                     environment=f"env{index}",
                     commit_sha=release.commit_sha,
+                    kind="deploy",
                     status="success",
+                    requested_via="github",
+                    failure_streak=0,
+                    version=0,
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
                 )
             )
         oldest_id, pr_id, elsewhere_id = oldest.id, pr.id, elsewhere.id
@@ -259,7 +288,7 @@ async def test_upgrade_merges_duplicate_commit_releases_into_the_oldest(
         assert (await _for_commit(session)).id == oldest_id
     async with empty_engine.connect() as connection:
         version = await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert version.scalar_one() == "0005"
+        assert version.scalar_one() == HEAD
 
 
 async def test_upgrade_keeps_the_oldest_thread_when_it_has_one(empty_engine: AsyncEngine) -> None:

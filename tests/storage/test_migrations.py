@@ -2,11 +2,14 @@
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401
 from storage import db
+
+HEAD = ScriptDirectory.from_config(db.alembic_config()).get_current_head()
 
 
 async def test_upgrade_from_empty_matches_models(engine: AsyncEngine) -> None:
@@ -23,7 +26,7 @@ async def test_migrate_is_idempotent(engine: AsyncEngine) -> None:
     await db.migrate(engine)
     async with engine.connect() as connection:
         version = await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert version.scalar_one() == "0005"
+        assert version.scalar_one() == HEAD
 
 
 def test_urls_choose_async_drivers() -> None:
