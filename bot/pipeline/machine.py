@@ -228,7 +228,11 @@ def decide(
             f"`/deploy {rollout.environment}`."
         )
         outcome = _changed(
-            release, cancelled, text, ApprovalDecided(release.id, rollout.id, "cancelled")
+            release,
+            cancelled,
+            text,
+            ApprovalDecided(release.id, rollout.id, "cancelled"),
+            *_gate_answer(release, cancelled, f"Cancelled by deploybot: {cancelled.note}."),
         )
         return replace(outcome, refusal="the approval request was for an older commit")
     if person.same_as(rollout.requested_by):
@@ -679,4 +683,10 @@ def head_moved(*, release: Release, rollout: Rollout) -> Outcome:
         f"the pull request's head is now {release.short_sha}. Ask again with "
         f"`/deploy {rollout.environment}`."
     )
-    return _changed(release, cancelled, text, ApprovalDecided(release.id, rollout.id, "cancelled"))
+    return _changed(
+        release,
+        cancelled,
+        text,
+        ApprovalDecided(release.id, rollout.id, "cancelled"),
+        *_gate_answer(release, cancelled, f"Cancelled by deploybot: {cancelled.note}."),
+    )
