@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -156,6 +157,7 @@ async def report(
     description: str | None = None,
     github_good_sha: str | None = None,
     named_rollout: int | None = None,
+    named_step: int | None = None,
     commit_sha: str | None = None,
 ) -> Outcome | None:
     """A deployment status from the deploy system; None for a deployment we did not create.
@@ -163,7 +165,7 @@ async def report(
     """
     found = await releases.rollout_for_deployment(session, deployment_id=deployment_id)
     if found is None and named_rollout is not None:
-        found = await _adopt(session, deployment_id, named_rollout, commit_sha)
+        found = await _adopt(session, deployment_id, named_rollout, named_step, commit_sha)
     if found is None:
         return None
     row, rollout = found
@@ -228,6 +230,46 @@ async def probed(
     return outcome
 
 
+Steer = Literal["pause", "resume", "promote"]
+
+
+async def steer(
+    session: AsyncSession,
+    *,
+    action: Steer,
+    person: Person,
+    now: datetime,
+    rollout_id: int | None = None,
+    repository: str | None = None,
+    environment: str | None = None,
+) -> Outcome:
+    """Pause, resume or promote (a held canary step) a running rollout: the one a button
+    names (`rollout_id`), or the one holding `environment` (a command)."""
+    if rollout_id is None:
+        assert repository is not None and environment is not None
+        rollout_id = await releases.active_rollout_id(
+            session, repository=repository, environment=environment
+        )
+        if rollout_id is None:
+            return Outcome(refusal=f"Nothing is being deployed to `{environment}` right now.")
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return Outcome(refusal="That rollout no longer exists.")
+    row, rollout = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    value = releases.release_value(release)
+    if action == "pause":
+        outcome = machine.pause(release=value, rollout=rollout, person=person, now=now)
+    elif action == "resume":
+        outcome = machine.resume(release=value, rollout=rollout, person=person, now=now)
+    else:
+        outcome = machine.promote_step(
+            pipeline=pipeline_of(release), release=value, rollout=rollout, person=person, now=now
+        )
+    return await _save(session, release, outcome, request=False)
+
+
 async def _promote_on_success(
     session: AsyncSession, release: ReleaseRow, outcome: Outcome, now: datetime
 ) -> None:
@@ -256,16 +298,25 @@ async def deploy_on_its_own(
 
 
 async def _adopt(
-    session: AsyncSession, deployment_id: int, rollout_id: int, commit_sha: str | None
+    session: AsyncSession,
+    deployment_id: int,
+    rollout_id: int,
+    step: int | None,
+    commit_sha: str | None,
 ) -> tuple[RolloutRow, Rollout] | None:
     """A status that arrived before the dispatcher recorded the deployment's id: the payload
-    names our rollout, so record the id now (if the rollout still has none and the commit
-    matches) rather than lose the status."""
+    names our rollout, so record the id now (if the rollout still has none, and the commit
+    and canary step match: an earlier step's late status is not this step's) rather than
+    lose the status."""
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return None
     row, _ = found
-    if row.github_deployment_id is not None or (commit_sha and commit_sha != row.commit_sha):
+    if (
+        row.github_deployment_id is not None
+        or (commit_sha and commit_sha != row.commit_sha)
+        or step != row.canary_step
+    ):
         return None
     await releases.record_deployment(session, rollout_id=rollout_id, deployment_id=deployment_id)
     return await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
@@ -480,3 +531,4 @@ async def unlock(
     return locks.LockDecision(
         refusal=f"The lock on `{environment}` just changed. Nothing was unlocked; try again."
     )
+

@@ -145,9 +145,7 @@ class OutboxDispatcher(QueueWorker):
         existing = await client.list_deployments(
             owner=owner, repo=repo, environment=effect.environment, sha=effect.commit_sha
         )
-        deployment = next(
-            (d for d in existing if d.payload.get("rollout") == effect.rollout_id), None
-        )
+        deployment = next((d for d in existing if _same_deployment(d.payload, effect)), None)
         if deployment is None:
             deployment = await client.create_deployment(
                 owner=owner,
@@ -427,4 +425,12 @@ def _request(
         pr_number=release.pr_number,
         pr_url=release.pr_url,
         requested_at=rollout.created_at if rollout is not None else None,
+    )
+
+
+def _same_deployment(payload: dict[str, Any], effect: CreateDeployment) -> bool:
+    """Whether an existing deployment is this effect's, created before a crash: the same
+    rollout and, for a canary, the same step and weight."""
+    return all(
+        payload.get(name) == effect.payload.get(name) for name in ("rollout", "step", "weight")
     )

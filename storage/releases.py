@@ -300,6 +300,20 @@ async def environment_history(
     )
 
 
+async def active_rollout_id(
+    session: AsyncSession, *, repository: str, environment: str
+) -> int | None:
+    """The rollout holding an environment (named in any case), if any."""
+    result = await session.execute(
+        sa.select(RolloutRow.id).where(
+            RolloutRow.repository == repository,
+            sa.func.lower(RolloutRow.environment) == environment.lower(),
+            RolloutRow.status.in_(ACTIVE_STATUSES),
+        )
+    )
+    return result.scalar_one_or_none()
+
+
 async def succeeded_environments(
     session: AsyncSession, *, repository: str, commit_sha: str
 ) -> frozenset[str]:

@@ -48,6 +48,8 @@ SUPPORTED = {
     Verb.STATUS,
     Verb.LOCK,
     Verb.UNLOCK,
+    Verb.PAUSE,
+    Verb.RESUME,
 }
 
 
@@ -240,7 +242,16 @@ async def _run(
                 session, ThreadReply(release.id, f"lock:{comment_id}", decision.announcement)
             )
         return
-    if command.verb is Verb.ROLLBACK:
+    if command.verb in {Verb.PAUSE, Verb.RESUME}:
+        outcome = await conductor.steer(
+            session,
+            action="pause" if command.verb is Verb.PAUSE else "resume",
+            person=requester,
+            now=now,
+            repository=repository,
+            environment=command.environment,
+        )
+    elif command.verb is Verb.ROLLBACK:
         if Flag.DRY_RUN in command.flags:
             await answer(f"@{login} dry run: nothing rolled back.")
             return

@@ -41,6 +41,7 @@ async def handle(context: Context, payload: dict[str, Any]) -> Apply:
             description=event.deployment_status.description,
             github_good_sha=github_good_sha,
             named_rollout=event.deployment.rollout_id,
+            named_step=event.deployment.canary_step,
             commit_sha=event.deployment.sha,
         )
 

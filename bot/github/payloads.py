@@ -122,14 +122,22 @@ class DeploymentRef(Lenient):
     @property
     def rollout_id(self) -> int | None:
         """The rollout deploybot named in the payload when it created this deployment."""
+        return self._number("rollout")
+
+    @property
+    def canary_step(self) -> int | None:
+        """The canary step deploybot named in the payload (None for a plain deploy)."""
+        return self._number("step")
+
+    def _number(self, name: str) -> int | None:
         payload = self.payload
         if isinstance(payload, str):
             try:
                 payload = json.loads(payload)
             except ValueError:
                 return None
-        rollout = payload.get("rollout") if isinstance(payload, dict) else None
-        return rollout if isinstance(rollout, int) and not isinstance(rollout, bool) else None
+        value = payload.get(name) if isinstance(payload, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class DeploymentStatusRef(Lenient):

@@ -24,8 +24,9 @@ class CreateDeployment:
 
     @property
     def key(self) -> str:
-        step = "" if self.step is None else f":{self.step}"
-        return f"deployment:{self.rollout_id}:{self.task}{step}"
+        if self.step is None:
+            return f"deployment:{self.rollout_id}:{self.task}"
+        return f"deployment:{self.rollout_id}:{self.task}:{self.step}:{self.payload.get('weight')}"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.pipeline import freezes
+from bot.pipeline import canary, freezes
 from bot.pipeline.checks import Verdict
-from bot.pipeline.config import Checks, Pipeline
+from bot.pipeline.config import Checks, Environment, Health, Pipeline
 from bot.pipeline.effects import (
     ApprovalDecided,
     ApprovalRequest,
@@ -68,9 +68,16 @@ def _refuse(reason: str) -> Outcome:
     return Outcome(refusal=reason)
 
 
+def _cause(rollout: Rollout) -> str:
+    """What changed, unique within the release: a canary passes through the same statuses
+    once per step, so its step is part of it."""
+    step = "" if rollout.step is None else f":{rollout.step}"
+    return f"{rollout.id}:{rollout.status.value}{step}"
+
+
 def _changed(release: Release, rollout: Rollout, text: str, *extra: Effect) -> Outcome:
     """A rollout changed: say so in the thread and refresh the board."""
-    cause = f"{rollout.id}:{rollout.status.value}"
+    cause = _cause(rollout)
     return Outcome(
         rollouts=(rollout,),
         effects=(
@@ -81,17 +88,30 @@ def _changed(release: Release, rollout: Rollout, text: str, *extra: Effect) -> O
     )
 
 
-def _deployment(release: Release, rollout: Rollout) -> CreateDeployment:
+def _deployment(
+    release: Release, rollout: Rollout, *, weight: int | None = None
+) -> CreateDeployment:
+    """The GitHub deployment of a rollout. A canary step is a `deploy:canary` deployment of
+    its weight (its last step, 100, a plain `deploy`); `weight` overrides it (0: abort)."""
+    payload: dict[str, object] = {
+        "rollout": rollout.id,
+        "kind": rollout.kind.value,
+        "requested_by": rollout.requested_by.label,
+    }
+    task = "deploy"
+    if rollout.step is not None:
+        weight = rollout.weight if weight is None else weight
+        payload |= {"weight": weight, "step": rollout.step}
+        if weight is None or weight < 100:
+            task = "deploy:canary"
     return CreateDeployment(
         rollout_id=rollout.id,
         repository=release.repository,
         environment=rollout.environment,
         commit_sha=rollout.commit_sha,
-        payload={
-            "rollout": rollout.id,
-            "kind": rollout.kind.value,
-            "requested_by": rollout.requested_by.label,
-        },
+        task=task,
+        payload=payload,
+        step=rollout.step,
     )
 
 
@@ -157,6 +177,7 @@ def request_deploy(
             f"`{env.name}` is busy: {busy.commit_sha[:7]} is {busy.status.value} there "
             f"(asked by {busy.requested_by.label}). Try again when it has finished."
         )
+    step, weight = canary.first(env.canary)
     if env.approvals > 0:
         rollout = Rollout(
             id=rollout_id,
@@ -166,6 +187,8 @@ def request_deploy(
             status=Status.AWAITING_APPROVAL,
             requested_by=requester,
             created_at=now,
+            step=step,
+            weight=weight,
         )
         request = ApprovalRequest(release.id, rollout.id, env.name, requester.label, env.approvals)
         text = (
@@ -181,8 +204,10 @@ def request_deploy(
         status=Status.PENDING,
         requested_by=requester,
         created_at=now,
+        step=step,
+        weight=weight,
     )
-    text = f"{requester.label} is deploying {release.short_sha} to `{env.name}`."
+    text = f"{requester.label} is deploying {release.short_sha} to `{env.name}`{_at(rollout)}."
     return _changed(release, rollout, text, _deployment(release, rollout), *forced_past)
 
 
@@ -338,11 +363,14 @@ def deployment_reported(
         running = replace(rollout, status=Status.IN_PROGRESS)
         return _changed(release, running, f"Deploying {_what(rollout)}…")
     if state == "success" and rollout.status in {Status.PENDING, Status.IN_PROGRESS}:
+        step = canary.current(env.canary, rollout) if env is not None else None
+        if env is not None and env.canary is not None and step is not None:
+            return _verify_step(release, rollout, env, now)
         if env is not None and env.health is not None and rollout.kind is Kind.DEPLOY:
             verifying = replace(
                 rollout,
                 status=Status.VERIFYING,
-                next_check_at=now,
+                next_check_at=None if rollout.paused_at else now,
                 failure_streak=0,
                 healthy_since=None,
             )
@@ -365,6 +393,34 @@ def deployment_reported(
             now=now,
         )
     return Outcome()
+
+
+def _verify_step(release: Release, rollout: Rollout, env: Environment, now: datetime) -> Outcome:
+    """A canary step is deployed: verify it for `pause` with the environment's health
+    checks, or, without any, just wait `pause` (a paused rollout waits for resume first)."""
+    assert env.canary is not None
+    pause = env.canary.pause
+    checked = env.health is not None
+    verifying = replace(
+        rollout,
+        status=Status.VERIFYING,
+        failure_streak=0,
+        held_at=None,
+        healthy_since=None if checked else now,
+        next_check_at=None if rollout.paused_at else (now if checked else now + pause),
+    )
+    how = "checking its health" if checked else "waiting"
+    text = (
+        f"Canary of {rollout.commit_sha[:7]} in `{rollout.environment}` is at "
+        f"{rollout.weight}% ({canary.position(env.canary, rollout)}); {how} for "
+        f"{_duration(pause)} before the next step."
+    )
+    return _changed(release, verifying, text)
+
+
+def _at(rollout: Rollout) -> str:
+    """` at 10% (canary)` for a canary's rollout, else nothing."""
+    return f" at {rollout.weight}% (canary)" if rollout.step is not None else ""
 
 
 def _what(rollout: Rollout) -> str:
@@ -448,8 +504,22 @@ def probed(
     failed probe of a run and at the failure the checks that failed (query, value, bound).
     """
     env = pipeline.environment(rollout.environment)
-    if rollout.status is not Status.VERIFYING:
+    if rollout.status is not Status.VERIFYING or rollout.paused_at is not None:
         return Outcome()
+    if env is not None and env.canary is not None:
+        step = canary.current(env.canary, rollout)
+        if step is not None:
+            return _probed_step(
+                pipeline=pipeline,
+                release=release,
+                rollout=rollout,
+                env=env,
+                manual=step.manual,
+                evidence=evidence,
+                now=now,
+                last_good_sha=last_good_sha,
+                rollback_id=rollback_id,
+            )
     if env is None or env.health is None:
         # The pipeline file changed under a verifying rollout: nothing left to verify.
         done = replace(rollout, note="its health checks were removed from the pipeline file")
@@ -464,6 +534,110 @@ def probed(
             rollout, healthy_since=since, failure_streak=0, next_check_at=now + health.interval
         )
         return Outcome(rollouts=(waiting,))
+    return _unhealthy(
+        pipeline=pipeline,
+        release=release,
+        rollout=rollout,
+        health=health,
+        evidence=evidence,
+        now=now,
+        last_good_sha=last_good_sha,
+        rollback_id=rollback_id,
+    )
+
+
+def _probed_step(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    rollout: Rollout,
+    env: Environment,
+    manual: bool,
+    evidence: Evidence,
+    now: datetime,
+    last_good_sha: str | None,
+    rollback_id: int,
+) -> Outcome:
+    """A probe of a canary step short of 100 %: healthy for `pause` → the next step starts,
+    or, for a `manual` step, it holds (still probed) until someone promotes it."""
+    assert env.canary is not None
+    health = env.health
+    pause = env.canary.pause
+    if health is not None and not evidence.healthy:
+        return _unhealthy(
+            pipeline=pipeline,
+            release=release,
+            rollout=rollout,
+            health=health,
+            evidence=evidence,
+            now=now,
+            last_good_sha=last_good_sha,
+            rollback_id=rollback_id,
+        )
+    since = rollout.healthy_since or evidence.at
+    again = now + health.interval if health is not None else None
+    if now - since < pause:
+        due = again if again is not None else since + pause
+        return Outcome(
+            rollouts=(replace(rollout, healthy_since=since, failure_streak=0, next_check_at=due),)
+        )
+    verified = replace(rollout, healthy_since=since, failure_streak=0)
+    measured = f": {evidence.detail}" if health is not None else ""
+    if not manual:
+        said = f"healthy at {rollout.weight}% for {_duration(pause)}{measured}"
+        return _next_step(release, verified, env, now, said)
+    if rollout.held_at is not None:
+        return Outcome(rollouts=(replace(verified, next_check_at=again),))
+    held = replace(verified, held_at=now, next_check_at=again)
+    text = (
+        f"Canary of {rollout.commit_sha[:7]} in `{rollout.environment}` holds at "
+        f"{rollout.weight}% (healthy for {_duration(pause)}{measured}). Promote it to go on."
+    )
+    return Outcome(
+        rollouts=(held,),
+        effects=(
+            ThreadReply(release.id, f"{_cause(held)}:held", text),
+            RefreshBoard(release.id, f"{_cause(held)}:held"),
+        ),
+    )
+
+
+def _next_step(
+    release: Release, rollout: Rollout, env: Environment, now: datetime, why: str
+) -> Outcome:
+    """Start the canary's next step: a new deployment at the next weight."""
+    assert env.canary is not None
+    step, weight = canary.following(env.canary, rollout)
+    moved = replace(
+        rollout,
+        status=Status.PENDING,
+        step=step,
+        weight=weight,
+        deployment_id=None,
+        failure_streak=0,
+        healthy_since=None,
+        next_check_at=None,
+        held_at=None,
+    )
+    text = (
+        f"Canary of {rollout.commit_sha[:7]} in `{rollout.environment}` {why}; going to "
+        f"{weight}% ({canary.position(env.canary, moved)})."
+    )
+    return _changed(release, moved, text, _deployment(release, moved))
+
+
+def _unhealthy(
+    *,
+    pipeline: Pipeline,
+    release: Release,
+    rollout: Rollout,
+    health: Health,
+    evidence: Evidence,
+    now: datetime,
+    last_good_sha: str | None,
+    rollback_id: int,
+) -> Outcome:
+    """A failed probe: `failures` in a row fail the rollout, the first of a run is said."""
     streak = rollout.failure_streak + 1
     if streak >= health.failures:
         reason = f"{streak} health checks in a row failed"
@@ -515,7 +689,7 @@ def _measured(
     """A rollout healthy for its whole soak succeeded: its success reply also says what the
     last probe measured (`healthy for 5m: error_ratio = 0.004 ≤ max 0.02`)."""
     said = f"healthy for {_duration(soak)}: {evidence.detail}"
-    success = f"{rollout.id}:{Status.SUCCESS.value}"
+    success = _cause(replace(rollout, status=Status.SUCCESS))
     effects: list[Effect] = []
     told = False
     for effect in outcome.effects:
@@ -552,6 +726,17 @@ def fail(
     if env is None or not env.auto_rollback:
         return outcome
     if last_good_sha is None or last_good_sha == rollout.commit_sha:
+        if canary.current(env.canary, rollout) is not None:
+            # Nothing older ran here, but the canary's traffic can still go back to none.
+            text = (
+                f"No earlier successful commit in `{rollout.environment}`: taking the canary "
+                f"of {rollout.commit_sha[:7]} back to 0%."
+            )
+            abort = ThreadReply(release.id, f"{rollout.id}:abort", text)
+            return replace(
+                outcome,
+                effects=(*outcome.effects, abort, _deployment(release, failed, weight=0)),
+            )
         return _also_tell(
             outcome,
             release,
@@ -625,7 +810,14 @@ def request_rollback(
     name = env.name if env is not None else current.environment
     if current.kind is Kind.ROLLBACK and current.status.active:
         return _refuse(f"`{name}` is already being rolled back to {current.commit_sha[:7]}.")
-    if current.status not in {Status.SUCCESS, Status.VERIFYING, Status.FAILURE}:
+    # A canary past its first step already takes traffic: it may be stopped mid-step.
+    canary_running = (current.step or 0) > 0 and current.status in {
+        Status.PENDING,
+        Status.IN_PROGRESS,
+    }
+    if current.status not in {Status.SUCCESS, Status.VERIFYING, Status.FAILURE} and not (
+        canary_running
+    ):
         return _refuse(
             f"`{name}` is {current.status.value}; roll back once its deploy has finished."
         )
@@ -634,7 +826,7 @@ def request_rollback(
     reason = f"{requester.label} asked for a rollback"
     replaced = current
     effects: tuple[Effect, ...] = ()
-    if current.status is Status.VERIFYING:
+    if current.status is Status.VERIFYING or canary_running:
         replaced = replace(current, status=Status.FAILURE, next_check_at=None, note=reason)
         effects = _changed(
             release, replaced, f"{_what(current).capitalize()} stopped: {reason}."
@@ -689,4 +881,77 @@ def head_moved(*, release: Release, rollout: Rollout) -> Outcome:
         text,
         ApprovalDecided(release.id, rollout.id, "cancelled"),
         *_gate_answer(release, cancelled, f"Cancelled by deploybot: {cancelled.note}."),
+    )
+
+
+def pause(*, release: Release, rollout: Rollout, person: Person, now: datetime) -> Outcome:
+    """Someone pauses a rollout that is deploying or verifying: its timers stand still (no
+    health checks, no next canary step, no success) until it is resumed. A rollback can
+    still be asked for; a failure the deploy system reports still counts."""
+    where = f"`{rollout.environment}`"
+    if rollout.kind is not Kind.DEPLOY or rollout.status not in _PAUSABLE:
+        return _refuse(
+            f"Nothing to pause in {where}: its deploy of {rollout.commit_sha[:7]} is "
+            f"{rollout.status.value}."
+        )
+    if rollout.paused_at is not None:
+        return _refuse(f"{where} is already paused ({rollout.note or 'paused'}).")
+    paused = replace(rollout, paused_at=now, next_check_at=None, note=f"paused by {person.label}")
+    text = (
+        f"{person.label} paused the rollout of {rollout.commit_sha[:7]} in {where}"
+        f"{_at(rollout)}. Nothing moves on until it is resumed with "
+        f"`/deploy resume {rollout.environment}`."
+    )
+    return _changed_once(release, paused, f"paused:{now.isoformat()}", text)
+
+
+def resume(*, release: Release, rollout: Rollout, person: Person, now: datetime) -> Outcome:
+    """Continue a paused rollout where it stood: a soak or a canary step's verification
+    keeps the healthy time it had before the pause."""
+    if rollout.paused_at is None or not rollout.status.active:
+        return _refuse(f"`{rollout.environment}` is not paused.")
+    stood = now - rollout.paused_at
+    resumed = replace(
+        rollout,
+        paused_at=None,
+        note=None,
+        healthy_since=rollout.healthy_since + stood if rollout.healthy_since else None,
+        next_check_at=now if rollout.status is Status.VERIFYING else None,
+    )
+    text = (
+        f"{person.label} resumed the rollout of {rollout.commit_sha[:7]} in "
+        f"`{rollout.environment}`{_at(rollout)}."
+    )
+    return _changed_once(release, resumed, f"resumed:{now.isoformat()}", text)
+
+
+def promote_step(
+    *, pipeline: Pipeline, release: Release, rollout: Rollout, person: Person, now: datetime
+) -> Outcome:
+    """Someone promotes a canary that holds at a verified `manual` step: the next step
+    starts. Refused while it is still being verified, paused, or not a holding canary."""
+    env = pipeline.environment(rollout.environment)
+    where = f"`{rollout.environment}`"
+    if env is None or env.canary is None or canary.current(env.canary, rollout) is None:
+        return _refuse(f"{where} has no canary step to promote.")
+    if rollout.paused_at is not None:
+        return _refuse(f"{where} is paused; resume it before promoting.")
+    if rollout.status is not Status.VERIFYING or rollout.held_at is None:
+        return _refuse(
+            f"The canary in {where} is at {rollout.weight}% and {rollout.status.value}; it "
+            f"can be promoted once that step has been healthy for "
+            f"{_duration(env.canary.pause)}."
+        )
+    return _next_step(release, rollout, env, now, f"was promoted by {person.label}")
+
+
+_PAUSABLE = frozenset({Status.PENDING, Status.IN_PROGRESS, Status.VERIFYING})
+
+
+def _changed_once(release: Release, rollout: Rollout, event: str, text: str) -> Outcome:
+    """A change that may happen several times in one status (pause, resume): its own key."""
+    cause = f"{rollout.id}:{event}"
+    return Outcome(
+        rollouts=(rollout,),
+        effects=(ThreadReply(release.id, cause, text), RefreshBoard(release.id, cause)),
     )

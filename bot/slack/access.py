@@ -45,6 +45,8 @@ _NEEDS = {
     Verb.FREEZE: "admin",
     Verb.UNFREEZE: "admin",
     Verb.STATUS: "read",
+    Verb.PAUSE: "write",
+    Verb.RESUME: "write",
 }
 _READ_CACHE_SECONDS = 300
 

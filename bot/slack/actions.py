@@ -1,9 +1,11 @@
-"""Button clicks on deploybot's messages: Approve, Reject, Promote, Rollback.
+"""Button clicks on deploybot's messages: Approve, Reject, Promote, Rollback, Pause, Resume.
 
 Approve and Reject are decided in the database (two clicks at once give one deployment);
-Promote deploys the thread's commit to the next environment; Rollback opens a modal to pick
-the commit to go back to. A click whose moment has passed (decided, superseded, moved on)
-is answered ephemerally and the board is drawn again, so the buttons match the state.
+Promote deploys the thread's commit to the next environment, or moves a canary that holds
+at a manual step on; Pause and Resume stop and continue a rollout's timers; Rollback opens
+a modal to pick the commit to go back to. A click whose moment has passed (decided,
+superseded, moved on) is answered ephemerally and the board is drawn again, so the buttons
+match the state.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ _DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() takes "²", which int() re
 
 
 def rollout_id_of(value: str) -> int | None:
-    """The rollout a button's opaque value names (`rollout:<id>`)."""
+    """The rollout a button's opaque value names (`rollout:<id>`, `step:<id>`)."""
     kind, _, number = value.partition(":")
-    return int(number) if kind == "rollout" and _DIGITS.fullmatch(number) else None
+    return int(number) if kind in {"rollout", "step"} and _DIGITS.fullmatch(number) else None
 
 
 class ButtonActions:
@@ -69,8 +71,11 @@ class ButtonActions:
             "channel_id"
         )
         action_id = action.get("action_id")
+        value = str(action.get("value", ""))
         if action_id == "rollback":
             refusal = await self._rollback(user, action, body, client)
+        elif action_id in {"pause", "resume"} or value.startswith("step:"):
+            refusal = await self._steer(user, action)
         elif action_id == "promote":
             refusal = await self._promote(user, action)
         else:
@@ -220,6 +225,41 @@ class ButtonActions:
                 requester=repo.person,
                 now=utcnow(),
                 checks=checks,
+            )
+        if outcome.effects:
+            self.on_change()
+        return escape(outcome.refusal) if outcome.refusal is not None else None
+
+    async def _steer(self, user: str, action: dict[str, Any]) -> str | None:
+        """Pause or resume a rollout (`rollout:<id>`), or promote a canary that holds at a
+        manual step (`step:<id>`), for someone who may write to the repository."""
+        value = str(action.get("value", ""))
+        kind, _, number = value.partition(":")
+        steer = {"pause": "pause", "resume": "resume"}.get(str(action.get("action_id")))
+        expected = "step" if steer is None else "rollout"
+        if kind != expected or not _DIGITS.fullmatch(number):
+            return "That button is not one of deploybot's."
+        async with self.sessions() as session:
+            found = await releases.get_rollout(session, rollout_id=int(number))
+        if found is None:
+            return "That rollout no longer exists."
+        rollout = found[1]
+        verb = Verb.PAUSE if steer == "pause" else Verb.RESUME if steer else Verb.DEPLOY
+        command = Command(verb, repository=rollout.repository, environment=rollout.environment)
+        try:
+            repo = await self.access.repo(command, Invocation(text="", user=user, channel=""))
+        except Refused as refusal:
+            return str(refusal)
+        except GitHubError as exc:
+            log.warning("permission lookup failed", error=str(exc))
+            return "GitHub could not confirm your permission; try again in a minute."
+        async with self.sessions.begin() as session:
+            outcome = await conductor.steer(
+                session,
+                action=steer or "promote",
+                person=repo.person,
+                now=utcnow(),
+                rollout_id=rollout.id,
             )
         if outcome.effects:
             self.on_change()

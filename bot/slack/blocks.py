@@ -119,6 +119,7 @@ class EnvironmentLine:
     environment_url: str | None = None
     detail: str | None = None
     buttons: tuple[Button, ...] = ()
+    weight: int | None = None  # a canary's weight while it rolls out, shown as a bar
 
     def __post_init__(self) -> None:
         _check_unique(self.buttons)
@@ -596,6 +597,8 @@ def status_line(env: EnvironmentLine, *, head_sha: str | None = None) -> str:
         parts.append(commit)
     if env.requested_by:
         parts.append(f"by {_esc(_one_line(env.requested_by), _LOGIN)}")
+    if env.weight is not None:
+        parts.append(f"canary `{_bar(env.weight)}`")
     if env.updated_at is not None:
         parts.append(_date(env.updated_at))
     links = [
@@ -609,6 +612,13 @@ def status_line(env: EnvironmentLine, *, head_sha: str | None = None) -> str:
     if env.detail and env.detail.strip():
         line += f"\n{_esc(env.detail.strip(), _DETAIL)}"
     return line
+
+
+def _bar(weight: int, width: int = 10) -> str:
+    """A canary's weight as a progress bar: `▓▓▓░░░░░░░ 25%`."""
+    weight = max(0, min(100, weight))
+    filled = round(weight * width / 100)
+    return "▓" * filled + "░" * (width - filled) + f" {weight}%"
 
 
 def _status_style(status: str | None) -> tuple[str, str]:
@@ -703,6 +713,13 @@ def _default_label(action: str, target: str) -> str:
 def _confirm(action: str, *, env: str, target: str, sha: str) -> dict[str, Any]:
     env, target = _clip(_one_line(env), 60), _clip(_one_line(target), 60)
     short = _clip(_short(sha), 12)
+    if action == "promote" and target == env:
+        title, text, verb = (
+            f"Promote the canary in {env}?",
+            f"Take {short} to the next canary step in {env}.",
+            "Promote",
+        )
+        return _confirm_dialog(title, text, verb, danger=False)
     title, text, verb = {
         "approve": (f"Approve deploy to {target}?", f"Deploy {short} to {target}.", "Approve"),
         "reject": (
@@ -728,12 +745,16 @@ def _confirm(action: str, *, env: str, target: str, sha: str) -> dict[str, Any]:
         ),
         "resume": (f"Resume {env}?", f"Continue the rollout of {short} in {env}.", "Resume"),
     }[action]
+    return _confirm_dialog(title, text, verb, danger=action in ("reject", "rollback"))
+
+
+def _confirm_dialog(title: str, text: str, verb: str, *, danger: bool) -> dict[str, Any]:
     return {
         "title": _plain(title, MAX_CONFIRM_TITLE),
         "text": _plain(text, MAX_CONFIRM_TEXT),
         "confirm": _plain(verb, MAX_CONFIRM_BUTTON),
         "deny": _plain("Cancel", MAX_CONFIRM_BUTTON),
-        "style": "danger" if action in ("reject", "rollback") else "primary",
+        "style": "danger" if danger else "primary",
     }
 
 

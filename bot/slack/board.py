@@ -82,6 +82,7 @@ def _line(
                 target=next_env,
             )
         )
+    buttons += _steering(rollout, name)
     if rollout.status in {Status.SUCCESS, Status.FAILURE, Status.VERIFYING}:
         # No confirm dialog: the button opens a modal to choose the commit, which is one.
         buttons.append(Button("rollback", f"rollback:{release.id}:{name}"))
@@ -92,10 +93,28 @@ def _line(
         requested_by=rollout.requested_by.label,
         updated_at=rollout.created_at,
         detail=_detail(rollout, rollback),
+        weight=rollout.weight if rollout.status.active else None,
         buttons=tuple(buttons)
         if not confirm
         else tuple(Button(b.action, b.value, confirm=True, target=b.target) for b in buttons),
     )
+
+
+def _steering(rollout: Rollout, name: str) -> list[Button]:
+    """Resume for a paused rollout; Pause for a running canary, and Promote when it holds
+    at a manual step."""
+    if rollout.kind is not Kind.DEPLOY or not rollout.status.active:
+        return []
+    if rollout.paused_at is not None:
+        return [Button("resume", f"rollout:{rollout.id}")]
+    if rollout.step is None or rollout.status is Status.AWAITING_APPROVAL:
+        return []
+    buttons = [Button("pause", f"rollout:{rollout.id}")]
+    if rollout.held_at is not None:
+        buttons.insert(
+            0, Button("promote", f"step:{rollout.id}", target=name, label="Promote canary")
+        )
+    return buttons
 
 
 def _detail(rollout: Rollout, rollback: Rollout | None) -> str | None:

@@ -49,12 +49,6 @@ from storage.overview import environments_of
 
 log = structlog.get_logger(__name__)
 
-_LATER = {
-    Verb.PAUSE: "Pausing arrives with canary rollouts",
-    Verb.RESUME: "Pausing arrives with canary rollouts",
-}
-
-
 class SlashCommands:
     """Runs `/deploy` subcommands against the database, GitHub and the pipeline core."""
 
@@ -110,10 +104,6 @@ class SlashCommands:
             await reply.private(escape(SLACK_USAGE))
         elif command.verb is Verb.LINK:
             await self._link(command, inv, reply)
-        elif command.verb in _LATER:
-            raise Refused(
-                f"`/deploy {command.verb.value}` is not available yet: {_LATER[command.verb]}."
-            )
         else:
             repo = await self.access.repo(command, inv)
             handler = {
@@ -126,6 +116,8 @@ class SlashCommands:
                 Verb.UNLOCK: self._unlock,
                 Verb.FREEZE: self._freeze,
                 Verb.UNFREEZE: self._unfreeze,
+                Verb.PAUSE: self._steer,
+                Verb.RESUME: self._steer,
             }[command.verb]
             await handler(command, inv, reply, client, repo)
 
@@ -433,3 +425,22 @@ class SlashCommands:
             raise Refused(f"{escape(repo.full_name)} is not frozen.")
         self.on_change()
         await reply.public(escape(said))
+
+    async def _steer(
+        self, command: Command, inv: Invocation, reply: Reply, _c: AsyncWebClient, repo: Repo
+    ) -> None:
+        env = self.access.environment(repo, command)
+        async with self.sessions.begin() as session:
+            outcome = await conductor.steer(
+                session,
+                action="pause" if command.verb is Verb.PAUSE else "resume",
+                person=repo.person,
+                now=self.clock(),
+                repository=repo.full_name,
+                environment=env,
+            )
+        if outcome.refused:
+            raise Refused(escape(outcome.refusal or ""))
+        self.on_change()
+        done = "paused" if command.verb is Verb.PAUSE else "resumed"
+        await reply.public(f"<@{inv.user}> {done} `{escape(env)}` of {escape(repo.full_name)}.")

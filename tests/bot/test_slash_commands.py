@@ -405,7 +405,7 @@ async def test_deploy_without_any_channel_says_to_subscribe(story: Story) -> Non
     assert "/deploy subscribe acme/api" in said
 
 
-# --- link and not-yet-available ---------------------------------------------------------
+# --- link, and pause with nothing to pause ---------------------------------------------------------
 
 
 async def test_link_answers_privately_with_a_code(story: Story) -> None:
@@ -415,10 +415,10 @@ async def test_link_answers_privately_with_a_code(story: Story) -> None:
     assert private_to(story, "U0NEW")
 
 
-@pytest.mark.parametrize("text", ["pause acme/api stage"])
-async def test_later_subcommands_say_so(story: Story, text: str) -> None:
-    said = await answer(story, text, user="U0BOB")
-    assert "not available yet" in said
+@pytest.mark.parametrize("verb", ["pause", "resume"])
+async def test_pause_and_resume_say_when_nothing_runs(story: Story, verb: str) -> None:
+    said = await answer(story, f"{verb} acme/api stage", user="U0BOB")
+    assert "Nothing is being deployed to `stage` right now." in said
 
 
 # --- buttons whose moment has passed, and the Home tab ---------------------------------
