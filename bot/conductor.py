@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.pipeline import locks, machine
+from bot.pipeline import gates, locks, machine
 from bot.pipeline.checks import Verdict
 from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
@@ -532,3 +532,78 @@ async def unlock(
         refusal=f"The lock on `{environment}` just changed. Nothing was unlocked; try again."
     )
 
+
+async def gate(
+    session: AsyncSession,
+    *,
+    release: ReleaseRow,
+    environment: str,
+    requester: Person,
+    run_id: int,
+    deployment_id: int,
+    now: datetime,
+) -> Outcome:
+    """A GitHub Actions run waits on deploybot's deployment protection rule to deploy the
+    release's commit to `environment` as GitHub's deployment `deployment_id`
+    (`bot.pipeline.gates`); saves and returns the outcome. A deployment deploybot already
+    follows is not decided twice. Losing the environment to another request at the same
+    moment is decided again (now busy), so the waiting run is always answered."""
+    assert release.id is not None
+    value = releases.release_value(release)
+    if await releases.rollout_for_deployment(session, deployment_id=deployment_id) is not None:
+        return Outcome()
+    try:
+        pipeline = pipeline_of(release)
+    except PipelineError as error:
+        refused = gates.refused(
+            value,
+            environment=environment,
+            run_id=run_id,
+            deployment_id=deployment_id,
+            reason=f"deploybot's pipeline file on the default branch is invalid, so nothing "
+            f"is deployed: {error}",
+        )
+        await releases.save_outcome(session, release_id=release.id, outcome=refused)
+        return refused
+    env = pipeline.environment(environment)
+    name = env.name if env is not None else environment
+    for _ in range(3):
+        target = await releases.environment_history(
+            session, repository=release.repository, environment=name, now=now
+        )
+        succeeded = await releases.succeeded_environments(
+            session, repository=release.repository, commit_sha=release.commit_sha
+        )
+        freeze = await freeze_rows.active(session, repository=release.repository, now=now)
+
+        def decide(new_id: int, target=target, succeeded=succeeded, freeze=freeze) -> Outcome:
+            return gates.requested(
+                pipeline=pipeline,
+                release=value,
+                environment=environment,
+                requester=requester,
+                target=target,
+                succeeded_here=succeeded,
+                freeze=freeze,
+                run_id=run_id,
+                deployment_id=deployment_id,
+                rollout_id=new_id,
+                now=now,
+            )
+
+        outcome = await _with_new_id(session, decide)
+        try:
+            async with session.begin_nested():
+                await releases.save_outcome(session, release_id=release.id, outcome=outcome)
+        except IntegrityError:
+            continue  # another request took the environment since we read it
+        return outcome
+    busy = gates.refused(
+        value,
+        environment=name,
+        run_id=run_id,
+        deployment_id=deployment_id,
+        reason=f"`{name}` kept changing while deploybot decided. Re-run the job to ask again.",
+    )
+    await releases.save_outcome(session, release_id=release.id, outcome=busy)
+    return busy

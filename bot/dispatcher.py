@@ -40,6 +40,7 @@ from bot.pipeline.effects import (
     PullRequestComment,
     Reaction,
     RefreshBoard,
+    ReviewProtectionRule,
     ThreadReply,
 )
 from bot.pipeline.models import Rollout
@@ -115,6 +116,8 @@ class OutboxDispatcher(QueueWorker):
                 return await self._react(item, effect)
             if isinstance(effect, ChannelMessage):
                 return await self._channel_message(item, effect)
+            if isinstance(effect, ReviewProtectionRule):
+                return await self._review_gate(item, effect)
             return await self._slack(item, effect)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
@@ -184,6 +187,27 @@ class OutboxDispatcher(QueueWorker):
         async with self.sessions.begin() as session:
             await self.finish(session, item, OutboxStatus.SENT.value)
         return f"reacted {effect.content}"
+
+    async def _review_gate(self, item: OutboxEffect, effect: ReviewProtectionRule) -> str:
+        """Answer the Actions run waiting on our deployment protection rule. GitHub refuses
+        (422) a run that is no longer waiting (already answered, cancelled, timed out): no
+        retry can change that, so it is given up on with GitHub's reason."""
+        client = await self._installation(effect.repository)
+        owner, repo = effect.repository.split("/", 1)
+        try:
+            await client.review_protection_rule(
+                owner=owner,
+                repo=repo,
+                run_id=effect.run_id,
+                environment_name=effect.environment,
+                state="approved" if effect.state == "approved" else "rejected",
+                comment=effect.comment,
+            )
+        except GitHubValidationFailed as exc:
+            raise Permanent(f"GitHub refused the answer to run {effect.run_id}: {exc}") from None
+        async with self.sessions.begin() as session:
+            await self.finish(session, item, OutboxStatus.SENT.value)
+        return f"run {effect.run_id} {effect.state}"
 
     # --- Slack -----------------------------------------------------------------------
 

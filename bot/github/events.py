@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.github import comments, deployments, pulls
+from bot.github import comments, deployments, protection, pulls
 from bot.github.context import Context
 from bot.github.payloads import InstallationEvent, InstallationRepositoriesEvent, parse
 from bot.worker import Apply
@@ -90,6 +90,7 @@ HANDLERS: dict[str, Handler] = {
     "pull_request": pulls.handle,
     "issue_comment": comments.handle,
     "deployment_status": deployments.handle,
+    "deployment_protection_rule": protection.handle,
 }
 
 
