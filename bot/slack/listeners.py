@@ -73,6 +73,8 @@ def register(
     @app.action("reject")
     @app.action("rollback")
     @app.action("promote")
+    @app.action("pause")
+    @app.action("resume")
     async def button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()
         await buttons.click(body=body, action=action, client=client)
