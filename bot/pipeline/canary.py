@@ -40,4 +40,3 @@ def position(canary: Canary | None, rollout: Rollout) -> str:
     if canary is None or rollout.step is None:
         return ""
     return f"step {rollout.step + 1} of {len(canary.steps)}"
-

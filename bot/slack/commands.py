@@ -49,6 +49,7 @@ from storage.overview import environments_of
 
 log = structlog.get_logger(__name__)
 
+
 class SlashCommands:
     """Runs `/deploy` subcommands against the database, GitHub and the pipeline core."""
 

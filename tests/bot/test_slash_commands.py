@@ -405,7 +405,7 @@ async def test_deploy_without_any_channel_says_to_subscribe(story: Story) -> Non
     assert "/deploy subscribe acme/api" in said
 
 
-# --- link, and pause with nothing to pause ---------------------------------------------------------
+# --- link, and pause with nothing to pause ------------------------------------------
 
 
 async def test_link_answers_privately_with_a_code(story: Story) -> None:
