@@ -32,18 +32,19 @@ class CreateDeployment:
 @dataclass(frozen=True)
 class ReviewProtectionRule:
     """Answer a GitHub Actions run waiting on the App's deployment protection rule:
-    `state` is `approved` or `rejected`, `comment` names who decided."""
+    `state` is `approved` or `rejected`, `comment` names who decided. Keyed by the run's
+    deployment: a re-run keeps its run id but asks again with a new deployment."""
 
-    rollout_id: int
     repository: str
     run_id: int
+    deployment_id: int
     environment: str
     state: str
     comment: str
 
     @property
     def key(self) -> str:
-        return f"protection-rule:{self.rollout_id}:{self.state}"
+        return f"protection-rule:{self.deployment_id}:{self.state}"
 
 
 @dataclass(frozen=True)

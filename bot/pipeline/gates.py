@@ -20,8 +20,8 @@ Where the issue is silent, this is what a person would expect:
 - An environment running deploybot's own deployment of this very commit (a workflow that
   listens to `deployment` events deploys it through a protected job) is approved at once:
   the deploy was already decided, and rejecting it as "busy" would stop it.
-- An answer without a rollout is keyed by the deployment it answers (`rollout_id` is
-  `-deployment_id`): one answer per deployment, even when GitHub asks again.
+- Every answer is keyed by the deployment it answers: one answer per deployment, even
+  when GitHub asks again.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def requested(
         text = f"{asked}: approved, as part of the deploy deploybot already started."
         return Outcome(
             effects=(
-                _answer(-deployment_id, release, env.name, run_id, APPROVED, comment),
+                _answer(deployment_id, release, env.name, run_id, APPROVED, comment),
                 ThreadReply(release.id, f"gate:{deployment_id}:joined", text),
             )
         )
@@ -129,7 +129,7 @@ def requested(
         approvals = "1 approval" if needed == 1 else f"{needed} approvals"
         return _gate(outcome, gated, f"{asked} {who}: waiting for {approvals}.")
     comment = f"Approved by deploybot for {requester.label}: `{env.name}` needs no approval."
-    answer = _answer(gated.id, release, env.name, run_id, APPROVED, comment)
+    answer = _answer(deployment_id, release, env.name, run_id, APPROVED, comment)
     return _gate(outcome, gated, f"{asked} {who}: approved, no approval needed.", answer)
 
 
@@ -143,7 +143,7 @@ def refused(
     )
     return Outcome(
         effects=(
-            _answer(-deployment_id, release, environment, run_id, REJECTED, reason),
+            _answer(deployment_id, release, environment, run_id, REJECTED, reason),
             ThreadReply(release.id, f"gate:{deployment_id}:rejected", text),
         ),
         refusal=reason,
@@ -165,12 +165,12 @@ def _gate(outcome: Outcome, rollout: Rollout, text: str, *extra: Effect) -> Outc
 
 
 def _answer(
-    key: int, release: Release, environment: str, run_id: int, state: str, comment: str
+    deployment_id: int, release: Release, environment: str, run_id: int, state: str, comment: str
 ) -> ReviewProtectionRule:
     return ReviewProtectionRule(
-        rollout_id=key,
         repository=release.repository,
         run_id=run_id,
+        deployment_id=deployment_id,
         environment=environment,
         state=state,
         comment=comment,

@@ -313,14 +313,14 @@ def decide(
 def _gate_answer(release: Release, rollout: Rollout, comment: str) -> tuple[Effect, ...]:
     """A rollout that gates a GitHub Actions run (deployment protection rule): the decision
     goes back to that run, which then deploys on its own. Nothing for other rollouts."""
-    if rollout.gate_run_id is None:
+    if rollout.gate_run_id is None or rollout.deployment_id is None:
         return ()
     state = "approved" if rollout.status is Status.PENDING else "rejected"
     return (
         ReviewProtectionRule(
-            rollout_id=rollout.id,
             repository=release.repository,
             run_id=rollout.gate_run_id,
+            deployment_id=rollout.deployment_id,
             environment=rollout.environment,
             state=state,
             comment=comment,
@@ -358,6 +358,8 @@ def deployment_reported(
     """
     if not rollout.status.active:
         return Outcome()  # a late or repeated report changes nothing
+    if rollout.status is Status.AWAITING_APPROVAL:
+        return _gate_ended(release, rollout, state)
     env = pipeline.environment(rollout.environment)
     if state == "in_progress" and rollout.status is Status.PENDING:
         running = replace(rollout, status=Status.IN_PROGRESS)
@@ -393,6 +395,22 @@ def deployment_reported(
             now=now,
         )
     return Outcome()
+
+
+def _gate_ended(release: Release, rollout: Rollout, state: str) -> Outcome:
+    """A status for a deployment still waiting for approval: only a run waiting on our
+    protection rule has one, and a failure means the run stopped waiting (cancelled, timed
+    out). Nothing was deployed, so the request is cancelled; nothing is rolled back."""
+    if state not in {"failure", "error", "inactive"}:
+        return Outcome()
+    cancelled = replace(
+        rollout, status=Status.CANCELLED, note=f"GitHub reported {state} before it was approved"
+    )
+    text = (
+        f"The request to deploy {rollout.commit_sha[:7]} to `{rollout.environment}` is "
+        f"cancelled: GitHub reported its deployment {state} before it was approved."
+    )
+    return _changed(release, cancelled, text, ApprovalDecided(release.id, rollout.id, "cancelled"))
 
 
 def _verify_step(release: Release, rollout: Rollout, env: Environment, now: datetime) -> Outcome:

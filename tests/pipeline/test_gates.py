@@ -20,7 +20,13 @@ from bot.pipeline.effects import (
 )
 from bot.pipeline.freezes import Freeze
 from bot.pipeline.gates import requested
-from bot.pipeline.machine import Release, decide, head_moved, request_deploy
+from bot.pipeline.machine import (
+    Release,
+    decide,
+    deployment_reported,
+    head_moved,
+    request_deploy,
+)
 from bot.pipeline.models import EnvironmentHistory, Person, Rollout, Status
 
 PIPELINE = parse_pipeline(
@@ -148,9 +154,9 @@ def test_an_environment_without_approvals_is_approved_at_once() -> None:
     assert (rollout.deployment_id, rollout.gate_run_id) == (DEPLOYMENT, RUN)
     (answer,) = answers(outcome)
     assert answer == ReviewProtectionRule(
-        rollout_id=ROLLOUT,
         repository="acme/api",
         run_id=RUN,
+        deployment_id=DEPLOYMENT,
         environment="stage",
         state="approved",
         comment="Approved by deploybot for alice: `stage` needs no approval.",
@@ -204,7 +210,7 @@ def test_a_refusal_rejects_the_run_with_the_reason_and_holds_nothing(
     assert says in answer.comment
     assert answer.environment.lower() == environment.lower()
     # No rollout to name: the answer is keyed by the deployment, once per deployment.
-    assert answer.rollout_id == -DEPLOYMENT
+    assert answer.deployment_id == DEPLOYMENT
     (text,) = replies(outcome)
     assert text.startswith(
         f"GitHub Actions run {RUN} asked to deploy c0ffee1 to `{environment}`; deploybot "
@@ -233,7 +239,7 @@ def test_a_run_carrying_out_deploybots_own_deploy_is_approved(status: Status) ->
     outcome = gate(target=EnvironmentHistory(active=ours))
     assert outcome.rollouts == ()
     (answer,) = answers(outcome)
-    assert answer.state == "approved" and answer.rollout_id == -DEPLOYMENT
+    assert answer.state == "approved" and answer.deployment_id == DEPLOYMENT
     assert "deploybot already started this deploy of c0ffee1 to `production`" in answer.comment
 
 
@@ -311,3 +317,21 @@ def test_a_gate_decides_as_a_deploy_request_would(
     if approved and outcome.rollouts:
         (rollout,) = outcome.rollouts
         assert PIPELINE.environment(rollout.environment).approvals == 0
+
+
+def test_a_run_that_stops_waiting_cancels_its_request_and_rolls_nothing_back() -> None:
+    (waiting,) = gate("production").rollouts
+    assert waiting.status is Status.AWAITING_APPROVAL
+    outcome = deployment_reported(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        rollout=waiting,
+        state="failure",
+        now=NOW,
+        last_good_sha="b" * 40,
+        rollback_id=999,
+    )
+    (cancelled,) = outcome.rollouts
+    assert cancelled.status is Status.CANCELLED
+    assert not answers(outcome)
+    assert not any(isinstance(e, CreateDeployment) for e in outcome.effects)
