@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.pipeline import gates, locks, machine
+from bot.pipeline import queue as deploy_queue
 from bot.pipeline.checks import Verdict
-from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
+from bot.pipeline.config import Checks, Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
 from bot.pipeline.machine import Outcome
 from bot.pipeline.models import Evidence, Person, Rollout, Status
@@ -55,10 +56,13 @@ async def deploy(
     now: datetime,
     force: bool = False,
     checks: Verdict | None = None,
+    queue: bool = False,
+    wait: bool = False,
 ) -> Outcome:
     """Ask for the release's head commit in `environment`; saves and returns the outcome.
     `checks`: the verdict on that commit's checks, looked up before the transaction when
-    the environment requires them (see `bot.github.checks.required_verdict`)."""
+    the environment requires them (see `bot.github.checks.required_verdict`). `queue` and
+    `wait` (`--queue`, `--wait`) let the request wait in the queue instead of a refusal."""
     pipeline = pipeline_of(release)
     value = releases.release_value(release)
     env = pipeline.environment(environment)
@@ -84,6 +88,8 @@ async def deploy(
             force=force,
             checks=checks,
             freeze=freeze,
+            queue=queue,
+            wait=wait,
         ),
     )
     if freeze is not None and force and not outcome.refused:
@@ -284,10 +290,30 @@ async def _promote_on_success(
 async def deploy_on_its_own(
     session: AsyncSession, *, release: ReleaseRow, environment: str, now: datetime
 ) -> Outcome:
-    """An automatic deploy (`auto: true`), asked for by deploybot itself; when the rules hold
-    it back (a lock, a window, a busy environment), the thread says why."""
+    """An automatic deploy (`auto: true`), asked for by deploybot itself. It waits in the
+    queue behind a lock or a busy environment, and, where checks are required, for the
+    scheduler to see them green (GitHub is not asked inside a transaction); when a rule
+    refuses it (a window, a freeze), the thread says why."""
+    env = pipeline_of(release).environment(environment)
+    if env is not None and env.checks is Checks.REQUIRED:
+        queued = await _with_new_id(
+            session,
+            lambda new_id: deploy_queue.for_checks(
+                release=releases.release_value(release),
+                environment=env.name,
+                requester=machine.BOT,
+                rollout_id=new_id,
+                now=now,
+            ),
+        )
+        return await _save(session, release, queued, request=False)
     outcome = await deploy(
-        session, release=release, environment=environment, requester=machine.BOT, now=now
+        session,
+        release=release,
+        environment=environment,
+        requester=machine.BOT,
+        now=now,
+        queue=True,
     )
     if outcome.refused:
         held = machine.held_back(
@@ -441,13 +467,73 @@ async def abandon(session: AsyncSession, *, rollout_id: int, reason: str) -> Out
 
 
 async def head_moved(session: AsyncSession, *, release: ReleaseRow) -> None:
-    """Cancel the release's approval requests for commits other than its head."""
+    """Cancel the release's approval requests and queued requests for commits other than
+    its head."""
     assert release.id is not None
     value = releases.release_value(release)
     for rollout in await releases.rollouts_of_release(session, release_id=release.id):
-        outcome = machine.head_moved(release=value, rollout=rollout)
-        if outcome.rollouts:
-            await _save(session, release, outcome, request=False)
+        for rule in (machine.head_moved, deploy_queue.head_moved):
+            outcome = rule(release=value, rollout=rollout)
+            if outcome.rollouts:
+                await _save(session, release, outcome, request=False)
+
+
+async def start_queued(
+    session: AsyncSession,
+    *,
+    rollout_id: int,
+    now: datetime,
+    checks: Verdict | None = None,
+    superseded_by: str | None = None,
+    recheck: timedelta = RECHECK,
+) -> Outcome:
+    """Try to start a queued request (`bot.pipeline.queue.start`); `checks` and
+    `superseded_by` were looked up on GitHub before the transaction. One still waiting for
+    its checks is looked at again after `recheck`. Losing the environment to another
+    request at this moment leaves it queued."""
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return Outcome()
+    row, rollout = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    try:
+        pipeline = pipeline_of(release)
+    except PipelineError:
+        await releases.postpone_check(session, rollout_id=rollout_id, until=now + recheck)
+        return Outcome()
+    target = await releases.environment_history(
+        session,
+        repository=release.repository,
+        environment=rollout.environment,
+        now=now,
+        before=rollout.id,
+    )
+    succeeded = await releases.succeeded_environments(
+        session, repository=release.repository, commit_sha=rollout.commit_sha
+    )
+    freeze = await freeze_rows.active(session, repository=release.repository, now=now)
+    outcome = deploy_queue.start(
+        pipeline=pipeline,
+        release=releases.release_value(release),
+        queued=rollout,
+        target=target,
+        succeeded_here=succeeded,
+        now=now,
+        checks=checks,
+        freeze=freeze,
+        superseded_by=superseded_by,
+    )
+    if not outcome.rollouts:
+        if rollout.wait_checks and checks is not None and not checks.green:
+            await releases.postpone_check(session, rollout_id=rollout_id, until=now + recheck)
+        return outcome
+    try:
+        async with session.begin_nested():
+            await releases.save_outcome(session, release_id=release.id or 0, outcome=outcome)
+    except IntegrityError:
+        return Outcome()  # another request took the environment: it stays queued
+    return outcome
 
 
 async def lock(

@@ -18,15 +18,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
+from bot.github.checks import required_verdict
 from bot.github.context import github_last_good
 from bot.pipeline import locks as lock_rules
-from bot.pipeline.config import PipelineError
+from bot.pipeline import queue as deploy_queue
+from bot.pipeline.config import Pipeline, PipelineError
 from bot.pipeline.models import Evidence
 from bot.worker import LeaseLost
-from integrations.github_app import GitHubApp, GitHubError
+from integrations.github_app import GitHubApp, GitHubError, InstallationClient
 from integrations.health import HealthProbe
 from storage import installations, leases, releases
 from storage import locks as lock_rows
+from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
 from storage.models import utcnow
 
@@ -96,6 +99,7 @@ class Scheduler:
 
     async def _tick(self) -> int:
         await self._remind_locks()
+        await self._start_queues()
         try:
             async with self.sessions.begin() as session:
                 due = await releases.claim_due_probes(
@@ -133,6 +137,72 @@ class Scheduler:
             return
         if any(added) and self.on_change is not None:
             self.on_change()
+
+    async def _start_queues(self) -> None:
+        """Start queued requests whose environment is free, oldest first in each. A request
+        still waiting for its checks lets those behind it go; the first that starts holds
+        the environment, so the rest of that queue waits for the next tick."""
+        try:
+            now = self.clock()
+            async with self.sessions() as session:
+                waiting = await releases.queued(session, now=now, limit=self.batch)
+            done: set[tuple[str, str]] = set()
+            for row in waiting:
+                place = (row.repository, row.environment)
+                if place not in done and await self._start(row, now):
+                    done.add(place)
+        except Exception:
+            log.exception("starting queued deploys failed")
+
+    async def _start(self, row: RolloutRow, now: datetime) -> bool:
+        """Try one queued request; True when its environment is taken now (or was)."""
+        assert row.id is not None
+        async with self.sessions() as session:
+            target = await releases.environment_history(
+                session,
+                repository=row.repository,
+                environment=row.environment,
+                now=now,
+                before=row.id,
+            )
+            (value,) = await releases.values(session, [row])
+            release = await releases.get_release(session, release_id=row.release_id)
+            since = await releases.succeeded_since(
+                session,
+                repository=row.repository,
+                environment=row.environment,
+                since=row.created_at,
+            )
+            installation_id = await installations.installation_for(
+                session, full_name=row.repository
+            )
+        if target.active is not None:
+            return True
+        if not deploy_queue.ready(value, target) or release is None:
+            return False
+        superseded_by, checks = None, None
+        if installation_id is not None:
+            client = self.github.installation(installation_id)
+            try:
+                superseded_by = await _superseding(client, row, since)
+                if superseded_by is None and not row.forced:
+                    checks = await required_verdict(
+                        client,
+                        pipeline=_pipeline(release),
+                        environment=row.environment,
+                        repository=row.repository,
+                        sha=row.commit_sha,
+                    )
+            except GitHubError as exc:
+                log.warning("could not look up a queued deploy", rollout=row.id, error=str(exc))
+                return False
+        async with self.sessions.begin() as session:
+            outcome = await conductor.start_queued(
+                session, rollout_id=row.id, now=now, checks=checks, superseded_by=superseded_by
+            )
+        if outcome.effects and self.on_change is not None:
+            self.on_change()
+        return any(rollout.status.active for rollout in outcome.rollouts)
 
     async def _probe(self, row: RolloutRow, started: datetime) -> None:
         assert row.id is not None
@@ -202,3 +272,24 @@ class Scheduler:
         except GitHubError as exc:
             log.warning("could not ask GitHub for a rollback target", error=str(exc))
             return None
+
+
+async def _superseding(
+    client: InstallationClient, row: RolloutRow, since: str | None
+) -> str | None:
+    """`since`, the commit that succeeded in the environment after the request was queued,
+    when it contains the queued commit (GitHub's compare: `ahead` or `identical`)."""
+    if since is None:
+        return None
+    if since == row.commit_sha:
+        return since
+    owner, name = row.repository.split("/", 1)
+    status = await client.compare(owner=owner, repo=name, base=row.commit_sha, head=since)
+    return since if status in {"ahead", "identical"} else None
+
+
+def _pipeline(release: ReleaseRow) -> Pipeline | PipelineError:
+    try:
+        return conductor.pipeline_of(release)
+    except PipelineError as error:
+        return error

@@ -454,6 +454,15 @@ class InstallationClient:
             html_url=data.get("html_url") or "",
         )
 
+    async def compare(self, *, owner: str, repo: str, base: str, head: str) -> str:
+        """How `head` relates to `base`: `ahead` (head contains base), `behind`, `identical`
+        or `diverged`."""
+        async with _translated_errors():
+            response = await self._github.rest.repos.async_compare_commits(
+                owner, repo, f"{base}...{head}", per_page=1
+            )
+        return str(response.json().get("status") or "diverged")
+
     async def get_combined_status(self, *, owner: str, repo: str, ref: str) -> CombinedStatus:
         """The latest status of each context on `ref` (a sha, branch or tag), every page."""
         statuses: list[CommitStatus] = []

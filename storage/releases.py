@@ -8,13 +8,14 @@ caller's transaction, so state and effects commit together.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.pipeline import queue
 from bot.pipeline.effects import Effect
 from bot.pipeline.machine import Outcome, Release
 from bot.pipeline.models import Decision, EnvironmentHistory, Kind, Person, Rollout, Status
@@ -277,9 +278,15 @@ async def reserve_rollout_id(session: AsyncSession) -> int:
 
 
 async def environment_history(
-    session: AsyncSession, *, repository: str, environment: str, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    repository: str,
+    environment: str,
+    now: datetime | None = None,
+    before: int | None = None,
 ) -> EnvironmentHistory:
-    """What holds the environment now, what last succeeded there, and its lock."""
+    """What holds the environment now, its lock, and how many ready requests wait in its
+    queue (all of them, or those queued before rollout `before`)."""
     active_row = (
         await session.execute(
             sa.select(RolloutRow).where(
@@ -293,11 +300,23 @@ async def environment_history(
     lock = await locks.get(session, repository=repository, environment=environment)
     if lock is not None and not lock.held_at(now or utcnow()):
         lock = None  # an expired lock holds nothing
-    return EnvironmentHistory(
+    history = EnvironmentHistory(
         active=active,
         lock_holder=lock.holder if lock else None,
         lock_reason=lock.reason if lock else None,
     )
+    waiting = await session.execute(
+        sa.select(RolloutRow).where(
+            RolloutRow.repository == repository,
+            RolloutRow.environment == environment,
+            RolloutRow.status == Status.QUEUED.value,
+            RolloutRow.wait_checks.is_(False),
+            RolloutRow.id < before if before is not None else sa.true(),
+        )
+    )
+    # Requests waiting for someone else's lock are not ready; the lock's holder goes first.
+    ready = [row for row in waiting.scalars() if queue.ready(_value(row, []), history)]
+    return replace(history, waiting=len(ready))
 
 
 async def active_rollout_id(
@@ -412,6 +431,40 @@ async def _save_rollout(session: AsyncSession, *, release_id: int, rollout: Roll
 
 
 # --- the scheduler's share -------------------------------------------------------------
+
+
+async def queued(session: AsyncSession, *, now: datetime, limit: int) -> list[RolloutRow]:
+    """Queued requests due a look (oldest first): each waits until `next_check_at`, which
+    is set only while it waits for checks."""
+    rows = await session.execute(
+        sa.select(RolloutRow)
+        .where(
+            RolloutRow.status == Status.QUEUED.value,
+            sa.or_(RolloutRow.next_check_at.is_(None), RolloutRow.next_check_at <= now),
+        )
+        .order_by(RolloutRow.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def succeeded_since(
+    session: AsyncSession, *, repository: str, environment: str, since: datetime
+) -> str | None:
+    """The commit of the newest deploy that succeeded in the environment after `since`."""
+    result = await session.execute(
+        sa.select(RolloutRow.commit_sha)
+        .where(
+            RolloutRow.repository == repository,
+            RolloutRow.environment == environment,
+            RolloutRow.kind == Kind.DEPLOY.value,
+            RolloutRow.status == Status.SUCCESS.value,
+            RolloutRow.updated_at > since,
+        )
+        .order_by(RolloutRow.id.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
 
 
 async def claim_due_probes(

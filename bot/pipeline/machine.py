@@ -128,8 +128,16 @@ def request_deploy(
     force: bool = False,
     checks: Verdict | None = None,
     freeze: freezes.Freeze | None = None,
+    queue: bool = False,
+    wait: bool = False,
 ) -> Outcome:
     """Someone asks to deploy the release's commit to `environment`.
+
+    `queue` (`--queue`): instead of being refused behind someone else's lock, a busy
+    environment or requests queued before it, the request waits `queued` in line. `wait`
+    (`--wait`): instead of being refused while required checks are pending, it waits
+    `queued` until they finish (failing checks are still refused: they will not go green
+    on their own). See `bot.pipeline.queue` for how a queued request starts.
 
     `succeeded_here` names the environments where this commit already succeeded; `target`
     is what holds the environment now. `checks` is the verdict on the commit's statuses and
@@ -155,8 +163,11 @@ def request_deploy(
             f"`{env.name}` needs `{previous.name}` to succeed for {release.short_sha} first. "
             f"Deploy it there with `/deploy {previous.name}`."
         )
+    waits: list[str] = []
     if env.checks is Checks.REQUIRED and checks is not None and not checks.green and not force:
-        return _refuse(checks.refusal(env.name, release.short_sha))
+        if not wait or checks.failing:
+            return _refuse(checks.refusal(env.name, release.short_sha))
+        waits.append(f"its checks to finish ({checks.describe()})")
     if env.window is not None and not env.window.is_open(now) and not force:
         window = env.window
         return _refuse(
@@ -167,16 +178,31 @@ def request_deploy(
     holder = target.lock_holder
     if holder is not None and not holder.same_as(requester) and not force:
         why = f" ({target.lock_reason})" if target.lock_reason else ""
-        return _refuse(
-            f"`{env.name}` is locked by {holder.label}{why}. "
-            f"Ask them to `/unlock {env.name}` when they are done."
-        )
+        if not queue:
+            return _refuse(
+                f"`{env.name}` is locked by {holder.label}{why}. "
+                f"Ask them to `/unlock {env.name}` when they are done, or add `--queue` to "
+                f"deploy when it is unlocked."
+            )
+        waits.append(f"the lock of {holder.label}{why}")
     if target.active is not None:
         busy = target.active
-        return _refuse(
-            f"`{env.name}` is busy: {busy.commit_sha[:7]} is {busy.status.value} there "
-            f"(asked by {busy.requested_by.label}). Try again when it has finished."
-        )
+        if not queue:
+            return _refuse(
+                f"`{env.name}` is busy: {busy.commit_sha[:7]} is {busy.status.value} there "
+                f"(asked by {busy.requested_by.label}). Try again when it has finished, or "
+                f"add `--queue` to deploy after it."
+            )
+        waits.append(f"{busy.commit_sha[:7]} ({busy.status.value}) to finish")
+    if target.waiting:
+        ahead = _requests(target.waiting)
+        if not queue:
+            return _refuse(
+                f"`{env.name}` has {ahead} queued before yours. Add `--queue` to wait your turn."
+            )
+        waits.append(f"{ahead} queued before it")
+    if waits:
+        return _queued(release, env.name, requester, rollout_id, now, waits, force, wait)
     step, weight = canary.first(env.canary)
     if env.approvals > 0:
         rollout = Rollout(
@@ -209,6 +235,40 @@ def request_deploy(
     )
     text = f"{requester.label} is deploying {release.short_sha} to `{env.name}`{_at(rollout)}."
     return _changed(release, rollout, text, _deployment(release, rollout), *forced_past)
+
+
+def _queued(
+    release: Release,
+    environment: str,
+    requester: Person,
+    rollout_id: int,
+    now: datetime,
+    waits: list[str],
+    force: bool,
+    wait: bool,
+) -> Outcome:
+    """A request that waits in the environment's queue for what `waits` names."""
+    rollout = Rollout(
+        id=rollout_id,
+        repository=release.repository,
+        environment=environment,
+        commit_sha=release.commit_sha,
+        status=Status.QUEUED,
+        requested_by=requester,
+        created_at=now,
+        forced=force,
+        wait_checks=wait,
+        note=f"waiting for {' and '.join(waits)}",
+    )
+    text = (
+        f"{requester.label} queued {release.short_sha} for `{environment}`: it waits for "
+        f"{' and '.join(waits)}, then deploys on its own."
+    )
+    return _changed(release, rollout, text)
+
+
+def _requests(count: int) -> str:
+    return "1 request" if count == 1 else f"{count} requests"
 
 
 def _days(days: frozenset[int]) -> str:

@@ -144,3 +144,4 @@ class EnvironmentHistory:
     active: Rollout | None = None  # the rollout holding the environment, if any
     lock_holder: Person | None = None
     lock_reason: str | None = None
+    waiting: int = 0  # requests queued there that are ready to go (not waiting for checks)

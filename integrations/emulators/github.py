@@ -385,6 +385,7 @@ class GitHubEmulator(LoopbackServer):
         self._permissions: dict[tuple[str, str, str], str] = {}
         self._refs: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         self._default_branches: dict[tuple[str, str], str] = {}
+        self._parents: dict[tuple[str, str], dict[str, str]] = {}
         # (owner, repo, sha) -> context -> state, and -> name -> (id, status, conclusion)
         self._commit_statuses: dict[tuple[str, str, str], dict[str, str]] = {}
         self._check_runs: dict[tuple[str, str, str], dict[str, tuple[int, str, str | None]]] = {}
@@ -534,6 +535,12 @@ class GitHubEmulator(LoopbackServer):
             refs = self._refs.setdefault((owner.lower(), repo.lower()), {})
             refs[ref] = commit
             refs[sha] = commit
+
+    def set_parent(self, owner: str, repo: str, sha: str, parent: str) -> None:
+        """Record that commit `sha` comes right after `parent` (`repos/compare-commits`
+        answers from these links; commits without any have no history)."""
+        with self._lock:
+            self._parents.setdefault((owner.lower(), repo.lower()), {})[sha] = parent
 
     def set_default_branch(self, owner: str, repo: str, branch: str) -> None:
         """What `repos/get` answers as the repository's default branch."""
@@ -816,6 +823,38 @@ class GitHubEmulator(LoopbackServer):
         answer["commit"]["message"] = commit["message"]
         if isinstance(answer.get("author"), dict):
             answer["author"]["login"] = commit["author"]
+        return _json(op.status, answer)
+
+    def _op_repos_compare_commits(self, op: Operation, params, query, body):
+        parents = self._parents.get(self._repo_key(params), {})
+
+        def distance(start: str, ancestor: str) -> int | None:
+            steps, sha = 0, start
+            while sha != ancestor:
+                if sha not in parents or steps > 10_000:
+                    return None
+                sha, steps = parents[sha], steps + 1
+            return steps
+
+        base, head = params["base"], params["head"]
+        ahead, behind = distance(head, base), distance(base, head)
+        if base == head:
+            status, ahead_by, behind_by = "identical", 0, 0
+        elif ahead is not None:
+            status, ahead_by, behind_by = "ahead", ahead, 0
+        elif behind is not None:
+            status, ahead_by, behind_by = "behind", 0, behind
+        else:
+            status, ahead_by, behind_by = "diverged", 1, 1
+        answer = copy.deepcopy(op.example)
+        answer.update(
+            status=status,
+            ahead_by=ahead_by,
+            behind_by=behind_by,
+            total_commits=ahead_by,
+            commits=[],
+            files=[],
+        )
         return _json(op.status, answer)
 
     def _op_repos_create_deployment(self, op: Operation, params, query, body):

@@ -237,6 +237,19 @@ async def test_review_protection_rule(github: InstallationClient, gh: GitHubEmul
     assert call.json["state"] == "approved"
 
 
+async def test_compare_tells_whether_a_commit_contains_another(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    one, two, three, other = "1" * 40, "2" * 40, "3" * 40, "4" * 40
+    gh.set_parent("acme", "api", two, one)
+    gh.set_parent("acme", "api", three, two)
+    assert await github.compare(owner="acme", repo="api", base=one, head=three) == "ahead"
+    assert await github.compare(owner="acme", repo="api", base=three, head=one) == "behind"
+    assert await github.compare(owner="acme", repo="api", base=two, head=two) == "identical"
+    assert await github.compare(owner="acme", repo="api", base=other, head=three) == "diverged"
+    assert gh.invalid_requests == []
+
+
 async def test_a_commit_without_statuses_or_check_runs(github: InstallationClient) -> None:
     combined = await github.get_combined_status(owner="acme", repo="api", ref=SHA)
     # GitHub's combined state is `pending` when nothing reported: the statuses tell.
