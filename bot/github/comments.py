@@ -34,7 +34,7 @@ from bot.pipeline.checks import Verdict
 from bot.pipeline.commands import COMMENT_USAGE, Command, CommandError, Flag, Verb, parse_comment
 from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
 from bot.pipeline.effects import PullRequestComment, Reaction, ThreadReply
-from bot.pipeline.policy import identify, may_approve, permits
+from bot.pipeline.policy import identify, may_approve, may_force, permits
 from bot.worker import Apply
 from storage import identities, releases
 from storage.identities import LinkOutcome
@@ -63,6 +63,7 @@ class _Facts:
     member_of: frozenset[GitHubTeam]
     is_admin: bool
     checks: Verdict | None = None  # the head commit's checks, for a deploy that needs them
+    may_force: bool = False  # asked for `--force` and may use it (see `policy.may_force`)
 
 
 async def handle(context: Context, payload: dict[str, Any]) -> Apply | None:
@@ -99,12 +100,16 @@ async def _look_up(
     member_of: frozenset[GitHubTeam] = frozenset()
     is_admin = False
     pipeline = parsed(text)
+    forcing = isinstance(command, Command) and Flag.FORCE in command.flags
+    env = (
+        pipeline.environment(command.environment)
+        if isinstance(command, Command) and isinstance(pipeline, Pipeline) and command.environment
+        else None
+    )
     if (
         isinstance(command, Command)
-        and command.verb in {Verb.APPROVE, Verb.REJECT}
-        and isinstance(pipeline, Pipeline)
-        and command.environment
-        and (env := pipeline.environment(command.environment)) is not None
+        and (command.verb in {Verb.APPROVE, Verb.REJECT} or forcing)
+        and env is not None
     ):
         member_of, is_admin = await approver_facts(
             client,
@@ -113,13 +118,24 @@ async def _look_up(
             login=login,
             permission=permission,
         )
+    forced = (
+        forcing
+        and env is not None
+        and isinstance(pipeline, Pipeline)
+        and may_force(
+            env,
+            identify(pipeline, github=login),
+            member_of=member_of,
+            is_admin=is_admin or permission == "admin",
+        )
+    )
     checks = None
     if (
         isinstance(command, Command)
         and command.verb is Verb.DEPLOY
         and Flag.DRY_RUN not in command.flags
         and permits(permission, "write")
-        and not (Flag.FORCE in command.flags and permission == "admin")  # overrides them
+        and not forced  # it overrides them
     ):
         checks = await required_verdict(
             client,
@@ -143,6 +159,7 @@ async def _look_up(
         member_of=member_of,
         is_admin=is_admin,
         checks=checks,
+        may_force=forced,
     )
 
 
@@ -207,11 +224,11 @@ async def _run(
     assert command.environment is not None
     requester = identify(pipeline, github=login)
     now = context.clock()
-    unsupported = sorted(f.option for f in command.flags & {Flag.QUEUE, Flag.WAIT})
-    if unsupported:
+    if Flag.FORCE in command.flags and not facts.may_force:
         await answer(
-            f"@{login} {', '.join(f'`{u}`' for u in unsupported)} is not available yet, so "
-            "nothing was done. Run the command without it once the environment is free."
+            f"@{login} `--force` is for the approvers of `{command.environment}` and the "
+            f"repository's admins, so nothing was done. Ask one of them, or run the command "
+            f"without it."
         )
         return
     if command.verb in {Verb.LOCK, Verb.UNLOCK}:
@@ -252,6 +269,9 @@ async def _run(
             environment=command.environment,
         )
     elif command.verb is Verb.ROLLBACK:
+        if Flag.QUEUE in command.flags:
+            await answer(f"@{login} rollbacks never wait in the queue; run it without `--queue`.")
+            return
         if Flag.DRY_RUN in command.flags:
             await answer(f"@{login} dry run: nothing rolled back.")
             return
@@ -272,8 +292,10 @@ async def _run(
             environment=command.environment,
             requester=requester,
             now=now,
-            force=Flag.FORCE in command.flags and facts.permission == "admin",
+            force=facts.may_force,
             checks=facts.checks,
+            queue=Flag.QUEUE in command.flags,
+            wait=Flag.WAIT in command.flags,
         )
     else:
         waiting = await conductor.awaiting_approval(

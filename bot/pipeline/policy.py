@@ -69,3 +69,17 @@ def permits(permission: str, needed: str) -> bool:
     nothing."""
     have = _ROLES.index(permission) if permission in _ROLES else 0
     return have >= _ROLES.index(needed)
+
+
+def may_force(
+    env: Environment,
+    person: Person,
+    *,
+    member_of: Collection[GitHubTeam] = (),
+    is_admin: bool = False,
+) -> bool:
+    """May `person` use `--force` on `env` (override its ordering rule, window, freeze,
+    checks and locks)? The people listed as its approvers may, and repository admins."""
+    return (is_admin and person.github is not None) or may_approve(
+        env, person, member_of=member_of, is_admin=is_admin
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
 from bot.github.checks import required_verdict
-from bot.github.context import thread_channel
+from bot.github.context import approver_facts, thread_channel
 from bot.pipeline import freezes as freeze_rules
 from bot.pipeline import locks as lock_rules
 from bot.pipeline.commands import (
@@ -32,7 +32,7 @@ from bot.pipeline.commands import (
     Verb,
     parse_slash,
 )
-from bot.pipeline.policy import needs_confirmation
+from bot.pipeline.policy import may_force, needs_confirmation
 from bot.slack import modals
 from bot.slack.access import Access, Invocation, Refused, Reply, Repo, quietly
 from bot.slack.blocks import escape
@@ -213,19 +213,12 @@ class SlashCommands:
         self, command: Command, inv: Invocation, reply: Reply, client: AsyncWebClient, repo: Repo
     ) -> None:
         env = self.access.environment(repo, command)
-        unsupported = sorted(f.option for f in command.flags & {Flag.QUEUE, Flag.WAIT})
-        if unsupported:
-            raise Refused(
-                f"{', '.join(f'`{u}`' for u in unsupported)} is not available yet: nothing was "
-                "deployed. Run the command without it once the environment is free."
-            )
         force = Flag.FORCE in command.flags
-        if force and repo.permission != "admin":
+        if force and not await self._may_force(repo, env):
             raise Refused(
-                "`--force` overrides ordering rules, windows, freezes and locks, so it needs "
-                f"admin permission on {escape(repo.full_name)}; "
-                f"{escape(repo.person.github or '')} "
-                f"has `{repo.permission}`."
+                "`--force` overrides ordering rules, windows, freezes, checks and locks, so "
+                f"it is for the approvers of `{escape(env)}` and the admins of "
+                f"{escape(repo.full_name)}; {escape(repo.person.github or '')} is neither."
             )
         ref = command.ref or repo.default_branch
         owner, name = repo.owner_and_name
@@ -296,6 +289,8 @@ class SlashCommands:
                 now=self.clock(),
                 force=force,
                 checks=checks,
+                queue=Flag.QUEUE in command.flags,
+                wait=Flag.WAIT in command.flags,
             )
         if outcome.refused:
             raise Refused(escape(outcome.refusal or ""))
@@ -303,6 +298,21 @@ class SlashCommands:
         await reply.public(
             f"<@{inv.user}> asked to deploy {what} to `{escape(env)}`; the thread in "
             f"<#{escape(channel)}> follows it."
+        )
+
+    async def _may_force(self, repo: Repo, environment: str) -> bool:
+        env = repo.pipeline.environment(environment)
+        if env is None:
+            return False
+        member_of, is_admin = await approver_facts(
+            repo.client,
+            repository=repo.full_name,
+            env=env,
+            login=repo.person.github,
+            permission=repo.permission,
+        )
+        return may_force(
+            env, repo.person, member_of=member_of, is_admin=is_admin or repo.permission == "admin"
         )
 
     async def _rollback(

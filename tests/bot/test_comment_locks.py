@@ -70,7 +70,12 @@ async def test_an_admin_may_take_a_lock_away(story: Story) -> None:
     assert "carol unlocked `production` (held by alice)" in story.thread()
 
 
-async def test_queue_is_refused_rather_than_ignored(story: Story) -> None:
-    await say(story, "/deploy stage --queue", "alice", 1)
-    assert "`--queue` is not available yet" in replies(story)[-1]
+async def test_queue_waits_for_the_lock_and_the_holder_goes_first(story: Story) -> None:
+    await say(story, "/lock stage", "alice", 1)
+    await say(story, "/deploy stage --queue", "bob", 2)
+    assert "bob queued 10c4ed0 for `stage`: it waits for the lock of alice" in story.thread()
+    await story.tick()
     assert story.deployments("stage") == []
+    # Waiting for someone's lock puts nobody ahead of the holder.
+    await say(story, "/deploy stage", "alice", 3)
+    assert len(story.deployments("stage")) == 1

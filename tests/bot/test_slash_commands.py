@@ -192,15 +192,26 @@ async def test_dry_run_changes_nothing(story: Story) -> None:
     assert story.deployments("stage") == []
 
 
-async def test_queue_and_wait_are_refused_honestly(story: Story) -> None:
+async def test_queue_waits_behind_a_lock_and_starts_when_it_is_released(story: Story) -> None:
+    await answer(story, "lock acme/api stage", user="U0ALICE")
+    refused = await answer(story, "acme/api to stage", user="U0BOB")
+    assert "locked by alice" in refused and "add `--queue`" in refused
     said = await answer(story, "acme/api to stage --queue", user="U0BOB")
-    assert "`--queue` is not available yet" in said
+    assert "asked to deploy" in said
+    await story.eventually(lambda: "bob queued" in story.thread())
+    assert "it waits for the lock of alice" in story.thread()
+    await story.tick()
     assert story.deployments("stage") == []
+    await answer(story, "unlock acme/api stage", user="U0ALICE")
+    await story.tick_until(lambda: len(story.deployments("stage")) == 1)
+    assert story.deployments("stage")[0]["payload"]["requested_by"] == "bob"
 
 
-async def test_force_needs_admin(story: Story) -> None:
-    said = await answer(story, "acme/api to production --force", user="U0BOB")
-    assert "`--force`" in said and "admin" in said
+async def test_force_is_for_the_listed_approvers_and_admins(story: Story) -> None:
+    # bob writes and approves production, but `stage` lists nobody: its approvers are admins.
+    said = await answer(story, "acme/api to stage --force", user="U0BOB")
+    assert "`--force`" in said and "approvers of `stage`" in said
+    assert story.deployments("stage") == []
 
 
 async def test_production_deploy_asks_for_confirmation_first(story: Story) -> None:
