@@ -344,7 +344,9 @@ async def _adopt(
         or step != row.canary_step
     ):
         return None
-    await releases.record_deployment(session, rollout_id=rollout_id, deployment_id=deployment_id)
+    await releases.record_deployment(
+        session, rollout_id=rollout_id, deployment_id=deployment_id, step=step
+    )
     return await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
 
 
@@ -451,17 +453,29 @@ async def rollback(
     return await _save(session, release, outcome), release
 
 
-async def abandon(session: AsyncSession, *, rollout_id: int, reason: str) -> Outcome:
+async def abandon(session: AsyncSession, *, rollout_id: int, reason: str, now: datetime) -> Outcome:
     """A rollout whose GitHub deployment was refused for good: fail it, freeing the
-    environment, and say why in its thread."""
+    environment, and say why in its thread (a canary with traffic also rolls back)."""
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome()
     row, rollout = found
-    release = await releases.get_release(session, release_id=row.release_id)
-    assert release is not None
-    outcome = machine.abandon(
-        release=releases.release_value(release), rollout=rollout, reason=reason
+    release, last_good = await _surroundings(session, row, rollout, None)
+    try:
+        pipeline: Pipeline | None = pipeline_of(release)
+    except PipelineError:
+        pipeline = None  # no rules to roll back by: it just fails
+    outcome = await _with_new_id(
+        session,
+        lambda new_id: machine.abandon(
+            pipeline=pipeline,
+            release=releases.release_value(release),
+            rollout=rollout,
+            reason=reason,
+            last_good_sha=last_good,
+            rollback_id=new_id,
+            now=now,
+        ),
     )
     return await _save(session, release, outcome, request=False)
 

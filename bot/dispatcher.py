@@ -101,7 +101,10 @@ class OutboxDispatcher(QueueWorker):
         assert isinstance(effect, CreateDeployment)
         async with self.sessions.begin() as session:
             await conductor.abandon(
-                session, rollout_id=effect.rollout_id, reason=f"GitHub refused it ({error})"
+                session,
+                rollout_id=effect.rollout_id,
+                reason=f"GitHub refused it ({error})",
+                now=utcnow(),
             )
         self.wake()
 
@@ -143,6 +146,10 @@ class OutboxDispatcher(QueueWorker):
         return self.github.installation(installation_id)
 
     async def _deploy(self, item: OutboxEffect, effect: CreateDeployment) -> str:
+        if await self._moved_on(effect):
+            async with self.sessions.begin() as session:
+                await self.finish(session, item, OutboxStatus.SENT.value, result={"skipped": True})
+            return "skipped: the rollout moved on from that canary step"
         client = await self._installation(effect.repository)
         owner, repo = effect.repository.split("/", 1)
         existing = await client.list_deployments(
@@ -161,12 +168,28 @@ class OutboxDispatcher(QueueWorker):
             )
         async with self.sessions.begin() as session:
             await releases.record_deployment(
-                session, rollout_id=effect.rollout_id, deployment_id=deployment.id
+                session,
+                rollout_id=effect.rollout_id,
+                deployment_id=deployment.id,
+                step=effect.step,
             )
             await self.finish(
                 session, item, OutboxStatus.SENT.value, result={"deployment_id": deployment.id}
             )
         return f"deployment {deployment.id}"
+
+    async def _moved_on(self, effect: CreateDeployment) -> bool:
+        """A canary step's deployment whose rollout is no longer at that step (rolled back,
+        failed, or past it) must not be created late: it would put traffic back on a commit
+        that was taken away. Taking a canary to weight 0 is always sent."""
+        if effect.step is None or effect.payload.get("weight") == 0:
+            return False
+        async with self.sessions() as session:
+            found = await releases.get_rollout(session, rollout_id=effect.rollout_id)
+        if found is None:
+            return True
+        row, rollout = found
+        return not rollout.status.active or row.canary_step != effect.step
 
     async def _comment(self, item: OutboxEffect, effect: PullRequestComment) -> str:
         client = await self._installation(effect.repository)

@@ -483,11 +483,19 @@ async def claim_due_probes(
     )
 
 
-async def record_deployment(session: AsyncSession, *, rollout_id: int, deployment_id: int) -> None:
-    """The GitHub deployment created for a rollout (found again by its id in statuses)."""
+async def record_deployment(
+    session: AsyncSession, *, rollout_id: int, deployment_id: int, step: int | None = None
+) -> None:
+    """The GitHub deployment created for a rollout (found again by its id in statuses).
+    Only while the rollout has none and is at that canary `step`: a late retry of an
+    earlier step's deployment must not take the place of the current step's."""
     await session.execute(
         sa.update(RolloutRow)
-        .where(RolloutRow.id == rollout_id)
+        .where(
+            RolloutRow.id == rollout_id,
+            RolloutRow.github_deployment_id.is_(None),
+            RolloutRow.canary_step.is_(None) if step is None else RolloutRow.canary_step == step,
+        )
         .values(github_deployment_id=deployment_id, updated_at=utcnow())
     )
 

@@ -40,3 +40,14 @@ def position(canary: Canary | None, rollout: Rollout) -> str:
     if canary is None or rollout.step is None:
         return ""
     return f"step {rollout.step + 1} of {len(canary.steps)}"
+
+
+def orphaned(canary: Canary | None, rollout: Rollout) -> bool:
+    """A canary deploy short of 100 % whose step the pipeline file no longer has (the canary
+    or the step was removed): it must still reach 100 %."""
+    return (
+        rollout.kind is Kind.DEPLOY
+        and rollout.step is not None
+        and (rollout.weight or 0) < 100
+        and current(canary, rollout) is None
+    )

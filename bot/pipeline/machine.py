@@ -425,6 +425,8 @@ def deployment_reported(
         running = replace(rollout, status=Status.IN_PROGRESS)
         return _changed(release, running, f"Deploying {_what(rollout)}…")
     if state == "success" and rollout.status in {Status.PENDING, Status.IN_PROGRESS}:
+        if env is not None and canary.orphaned(env.canary, rollout):
+            return _final_step(release, rollout)
         step = canary.current(env.canary, rollout) if env is not None else None
         if env is not None and env.canary is not None and step is not None:
             return _verify_step(release, rollout, env, now)
@@ -484,7 +486,8 @@ def _verify_step(release: Release, rollout: Rollout, env: Environment, now: date
         status=Status.VERIFYING,
         failure_streak=0,
         held_at=None,
-        healthy_since=None if checked else now,
+        # Paused: the wait starts at the resume (see `resume`), not now.
+        healthy_since=None if checked or rollout.paused_at else now,
         next_check_at=None if rollout.paused_at else (now if checked else now + pause),
     )
     how = "checking its health" if checked else "waiting"
@@ -584,6 +587,8 @@ def probed(
     env = pipeline.environment(rollout.environment)
     if rollout.status is not Status.VERIFYING or rollout.paused_at is not None:
         return Outcome()
+    if env is not None and canary.orphaned(env.canary, rollout):
+        return _final_step(release, rollout)
     if env is not None and env.canary is not None:
         step = canary.current(env.canary, rollout)
         if step is not None:
@@ -686,7 +691,27 @@ def _next_step(
     """Start the canary's next step: a new deployment at the next weight."""
     assert env.canary is not None
     step, weight = canary.following(env.canary, rollout)
-    moved = replace(
+    moved = _at_step(rollout, step, weight)
+    text = (
+        f"Canary of {rollout.commit_sha[:7]} in `{rollout.environment}` {why}; going to "
+        f"{weight}% ({canary.position(env.canary, moved)})."
+    )
+    return _changed(release, moved, text, _deployment(release, moved))
+
+
+def _final_step(release: Release, rollout: Rollout) -> Outcome:
+    """A canary whose step the pipeline file no longer has: it goes to 100 % at once, as a
+    plain deploy (left at its weight, it would count as deployed while it is not)."""
+    moved = _at_step(rollout, (rollout.step or 0) + 1, 100)
+    text = (
+        f"The pipeline file no longer has the canary step {rollout.commit_sha[:7]} is at in "
+        f"`{rollout.environment}` ({rollout.weight}%): deploying it fully."
+    )
+    return _changed(release, moved, text, _deployment(release, moved))
+
+
+def _at_step(rollout: Rollout, step: int, weight: int) -> Rollout:
+    return replace(
         rollout,
         status=Status.PENDING,
         step=step,
@@ -697,11 +722,6 @@ def _next_step(
         next_check_at=None,
         held_at=None,
     )
-    text = (
-        f"Canary of {rollout.commit_sha[:7]} in `{rollout.environment}` {why}; going to "
-        f"{weight}% ({canary.position(env.canary, moved)})."
-    )
-    return _changed(release, moved, text, _deployment(release, moved))
 
 
 def _unhealthy(
@@ -737,7 +757,11 @@ def _unhealthy(
             now=now,
         )
     unhealthy = replace(
-        rollout, healthy_since=None, failure_streak=streak, next_check_at=now + health.interval
+        rollout,
+        healthy_since=None,
+        failure_streak=streak,
+        next_check_at=now + health.interval,
+        held_at=None,  # a held step that fails a check must be verified again
     )
     if streak > 1:
         return Outcome(rollouts=(unhealthy,))
@@ -929,11 +953,32 @@ def request_rollback(
     )
 
 
-def abandon(*, release: Release, rollout: Rollout, reason: str) -> Outcome:
-    """The deployment could not even be created (GitHub refused it): the rollout failed, and
-    nothing changed in the environment, so there is nothing to roll back."""
+def abandon(
+    *,
+    pipeline: Pipeline | None,
+    release: Release,
+    rollout: Rollout,
+    reason: str,
+    last_good_sha: str | None,
+    rollback_id: int,
+    now: datetime,
+) -> Outcome:
+    """The deployment could not even be created (GitHub refused it): the rollout failed. For
+    a first deployment nothing changed in the environment, so there is nothing to roll back;
+    a canary past its first step already has traffic, so it fails like any failure."""
     if not rollout.status.active:
         return Outcome()
+    if (rollout.step or 0) > 0 and pipeline is not None:
+        return fail(
+            pipeline=pipeline,
+            release=release,
+            rollout=rollout,
+            reason=f"its next step could not start: {reason}",
+            evidence=(),
+            last_good_sha=last_good_sha,
+            rollback_id=rollback_id,
+            now=now,
+        )
     failed = replace(rollout, status=Status.FAILURE, next_check_at=None, note=reason)
     return _changed(release, failed, f"{_what(rollout).capitalize()} could not start: {reason}.")
 

@@ -9,10 +9,13 @@ Resume, and a second change whose health fails at 25 % is rolled back to the fir
 
 from __future__ import annotations
 
+import asyncio
 import html
 
 import pytest
 
+from bot.pipeline.effects import CreateDeployment
+from storage import releases
 from tests.story import (
     CHANNEL,
     NAME,
@@ -158,6 +161,44 @@ async def test_a_canary_walks_its_steps_pauses_is_promoted_and_a_failure_rolls_b
     for _ in range(3):
         await story.tick()
     assert len(story.deployments("stage")) == 7
+
+    # A step's deployment that reaches the outbox after its rollout was rolled back (a
+    # retry that outlived it) is not created: it would put traffic back on the bad commit.
+    bad = next(d for d in story.deployments("stage") if d["sha"] == BAD)["payload"]["rollout"]
+    late = CreateDeployment(
+        rollout_id=bad,
+        repository=f"{OWNER}/{NAME}",
+        environment="stage",
+        commit_sha=BAD,
+        task="deploy:canary",
+        payload={
+            "rollout": bad,
+            "kind": "deploy",
+            "requested_by": "alice",
+            "weight": 50,
+            "step": 2,
+        },
+        step=2,
+    )
+    async with story.sessions.begin() as session:
+        assert await releases.enqueue(session, late)
+    await story.tick()
+    await story.settle()
+    assert len(story.deployments("stage")) == 7
+
+
+async def test_a_refused_step_takes_the_canary_back_to_zero(story: Story) -> None:
+    await deploy(story, number=4, sha=BAD)
+    await succeed_newest(story)
+    story.github.fail("repos/create-deployment", status=422, times=1)
+    for _ in range(50):
+        await story.tick()
+        await story.settle(allow_dead=True)
+        if "back to 0%" in story.thread():
+            break
+        await asyncio.sleep(0.2)
+    assert "its next step could not start: GitHub refused it" in thread(story)
+    assert weights(story) == [("bbbbbbb", "deploy:canary", 10), ("bbbbbbb", "deploy:canary", 0)]
 
 
 async def test_pause_and_resume_from_slash_command_and_pr_comment(story: Story) -> None:

@@ -18,6 +18,7 @@ from bot.pipeline.effects import CreateDeployment, ThreadReply
 from bot.pipeline.machine import (
     Outcome,
     Release,
+    abandon,
     deployment_reported,
     pause,
     probed,
@@ -443,3 +444,95 @@ def test_a_canary_only_moves_up_its_steps_and_never_repeats_an_effect(events) ->
             assert after.step == (rollout.step or 0) + 1 and after.status is Status.PENDING
         rollout = after
     assert len(keys) == len(set(keys))
+
+
+# --- what the review found ------------------------------------------------------------
+
+
+def test_a_step_the_pipeline_file_no_longer_has_finishes_with_a_full_deploy() -> None:
+    shortened = parse_pipeline(
+        """
+environments:
+  - name: production
+    canary: {steps: [1, 100], pause: 5m}
+"""
+    )
+    at_25 = replace(start(), step=2, weight=25)
+    outcome = deployment_reported(
+        pipeline=shortened,
+        release=RELEASE,
+        rollout=at_25,
+        state="success",
+        now=NOW,
+        last_good_sha=GOOD,
+        rollback_id=200,
+    )
+    (moved,) = outcome.rollouts
+    assert (moved.status, moved.step, moved.weight) == (Status.PENDING, 3, 100)
+    (deployment,) = deployments(outcome)
+    assert (deployment.task, deployment.payload["weight"]) == ("deploy", 100)
+    plain = parse_pipeline("environments: [{name: production}]")
+    verifying = replace(at_25, status=Status.VERIFYING)
+    again = probed(
+        pipeline=plain,
+        release=RELEASE,
+        rollout=verifying,
+        evidence=HEALTHY,
+        now=NOW,
+        last_good_sha=GOOD,
+        rollback_id=200,
+    )
+    assert again.rollouts[0].weight == 100 and deployments(again)[0].task == "deploy"
+
+
+def test_a_held_step_that_fails_a_check_is_no_longer_promotable() -> None:
+    outcome, at = verified(replace(start(), step=2, weight=25), NOW)
+    held = outcome.rollouts[0]
+    sick = probe(held, at + timedelta(seconds=10), healthy=False).rollouts[0]
+    assert sick.status is Status.VERIFYING and sick.held_at is None
+    refused = promote_step(pipeline=PIPELINE, release=RELEASE, rollout=sick, person=BOB, now=at)
+    assert refused.refused
+
+
+def test_a_refused_step_with_traffic_rolls_back_but_a_refused_first_step_just_fails() -> None:
+    at_10 = replace(start(), step=1, weight=10)
+    outcome = abandon(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        rollout=at_10,
+        reason="GitHub refused it",
+        last_good_sha=GOOD,
+        rollback_id=200,
+        now=NOW,
+    )
+    failed, rollback = outcome.rollouts
+    assert failed.status is Status.FAILURE and rollback.commit_sha == GOOD
+    first = abandon(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        rollout=start(),
+        reason="GitHub refused it",
+        last_good_sha=GOOD,
+        rollback_id=200,
+        now=NOW,
+    )
+    assert [r.status for r in first.rollouts] == [Status.FAILURE]
+
+
+def test_a_step_deployed_while_paused_waits_its_whole_pause_after_the_resume() -> None:
+    paused = pause(release=RELEASE, rollout=start("quiet"), person=BOB, now=NOW).rollouts[0]
+    deployed = report(paused, "success", NOW + timedelta(minutes=10)).rollouts[0]
+    assert deployed.healthy_since is None and deployed.next_check_at is None
+    back = NOW + timedelta(minutes=20)
+    resumed = resume(release=RELEASE, rollout=deployed, person=BOB, now=back).rollouts[0]
+    quiet = Evidence(True, "no health checks configured", back)
+    first = probed(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        rollout=resumed,
+        evidence=quiet,
+        now=back,
+        last_good_sha=None,
+        rollback_id=200,
+    ).rollouts[0]
+    assert first.step == 0 and first.next_check_at == back + timedelta(minutes=2)
