@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.pipeline import gates, locks, machine
+from bot.pipeline import freezes, gates, locks, machine
 from bot.pipeline import queue as deploy_queue
 from bot.pipeline.checks import Verdict
 from bot.pipeline.config import Checks, Pipeline, PipelineError, parse_pipeline
@@ -92,23 +92,40 @@ async def deploy(
             wait=wait,
         ),
     )
-    if freeze is not None and force and not outcome.refused:
-        session.add(
-            AuditEvent(
-                actor=requester.label,
-                source="deploy",
-                action="force-past-freeze",
-                repository=release.repository,
-                environment=name,
-                commit_sha=release.commit_sha,
-                detail={
-                    "frozen_by": freeze.by.label,
-                    "until": freeze.until.isoformat(),
-                    "reason": freeze.reason,
-                },
-            )
-        )
+    if force:
+        _audit_force(session, release, name, requester, freeze, outcome)
     return await _save(session, release, outcome)
+
+
+def _audit_force(
+    session: AsyncSession,
+    release: ReleaseRow,
+    environment: str,
+    requester: Person,
+    freeze: freezes.Freeze | None,
+    outcome: Outcome,
+) -> None:
+    """What a forced deploy went past goes in the audit log once it starts (a queued one
+    is logged when it starts, not when it is queued): a freeze, and the other rules."""
+    if not any(r.status.active for r in outcome.rollouts):
+        return
+    where = {
+        "actor": requester.label,
+        "source": "deploy",
+        "repository": release.repository,
+        "environment": environment,
+        "commit_sha": release.commit_sha,
+    }
+    if freeze is not None:
+        detail = {
+            "frozen_by": freeze.by.label,
+            "until": freeze.until.isoformat(),
+            "reason": freeze.reason,
+        }
+        session.add(AuditEvent(action="force-past-freeze", detail=detail, **where))
+    if outcome.overrides:
+        overrode = {"overrode": list(outcome.overrides)}
+        session.add(AuditEvent(action="force", detail=overrode, **where))
 
 
 async def decide(
@@ -547,6 +564,8 @@ async def start_queued(
             await releases.save_outcome(session, release_id=release.id or 0, outcome=outcome)
     except IntegrityError:
         return Outcome()  # another request took the environment: it stays queued
+    if rollout.forced:
+        _audit_force(session, release, rollout.environment, rollout.requested_by, freeze, outcome)
     return outcome
 
 
@@ -626,6 +645,7 @@ async def unlock(
                 f"{locks.describe(existing)}. Nothing was unlocked."
             )
         if await lock_rows.delete(session, repository=repository, lock=existing):
+            await releases.wake_queue(session, repository=repository, environment=environment)
             return decision
         decided_on = decided_on or existing
     return locks.LockDecision(

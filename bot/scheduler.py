@@ -25,7 +25,13 @@ from bot.pipeline import queue as deploy_queue
 from bot.pipeline.config import Pipeline, PipelineError
 from bot.pipeline.models import Evidence
 from bot.worker import LeaseLost
-from integrations.github_app import GitHubApp, GitHubError, InstallationClient
+from integrations.github_app import (
+    GitHubApp,
+    GitHubError,
+    GitHubNotFound,
+    GitHubValidationFailed,
+    InstallationClient,
+)
 from integrations.health import HealthProbe
 from storage import installations, leases, releases
 from storage import locks as lock_rows
@@ -171,21 +177,24 @@ class Scheduler:
                 session,
                 repository=row.repository,
                 environment=row.environment,
-                since=row.created_at,
+                since=row.updated_at,  # both wall-clock times, written when saved
             )
             installation_id = await installations.installation_for(
                 session, full_name=row.repository
             )
         if target.active is not None:
             return True
-        if not deploy_queue.ready(value, target) or release is None:
+        if release is None:
+            return False
+        if not deploy_queue.ready(value, target):
+            await self._postpone(row.id, now)  # a lock holds it; unlocking wakes it
             return False
         superseded_by, checks = None, None
         if installation_id is not None:
             client = self.github.installation(installation_id)
             try:
                 superseded_by = await _superseding(client, row, since)
-                if superseded_by is None and not row.forced:
+                if superseded_by is None:
                     checks = await required_verdict(
                         client,
                         pipeline=_pipeline(release),
@@ -195,6 +204,7 @@ class Scheduler:
                     )
             except GitHubError as exc:
                 log.warning("could not look up a queued deploy", rollout=row.id, error=str(exc))
+                await self._postpone(row.id, now)
                 return False
         async with self.sessions.begin() as session:
             outcome = await conductor.start_queued(
@@ -203,6 +213,12 @@ class Scheduler:
         if outcome.effects and self.on_change is not None:
             self.on_change()
         return any(rollout.status.active for rollout in outcome.rollouts)
+
+    async def _postpone(self, rollout_id: int, now: datetime) -> None:
+        async with self.sessions.begin() as session:
+            await releases.postpone_check(
+                session, rollout_id=rollout_id, until=now + conductor.RECHECK
+            )
 
     async def _probe(self, row: RolloutRow, started: datetime) -> None:
         assert row.id is not None
@@ -284,7 +300,10 @@ async def _superseding(
     if since == row.commit_sha:
         return since
     owner, name = row.repository.split("/", 1)
-    status = await client.compare(owner=owner, repo=name, base=row.commit_sha, head=since)
+    try:
+        status = await client.compare(owner=owner, repo=name, base=row.commit_sha, head=since)
+    except (GitHubNotFound, GitHubValidationFailed):
+        return None  # one of them is gone (a force-push): nothing says it is contained
     return since if status in {"ahead", "identical"} else None
 
 

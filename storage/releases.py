@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.pipeline import queue
@@ -434,18 +435,43 @@ async def _save_rollout(session: AsyncSession, *, release_id: int, rollout: Roll
 
 
 async def queued(session: AsyncSession, *, now: datetime, limit: int) -> list[RolloutRow]:
-    """Queued requests due a look (oldest first): each waits until `next_check_at`, which
-    is set only while it waits for checks."""
+    """Queued requests due a look, oldest first, in environments nothing holds now (a busy
+    one's would only fill the batch). Each waits until `next_check_at`, set while it waits
+    for checks, for a lock or for GitHub to answer."""
+    holder = sa.orm.aliased(RolloutRow)
+    busy = (
+        sa.select(holder.id)
+        .where(
+            holder.repository == RolloutRow.repository,
+            holder.environment == RolloutRow.environment,
+            holder.status.in_(ACTIVE_STATUSES),
+        )
+        .exists()
+    )
     rows = await session.execute(
         sa.select(RolloutRow)
         .where(
             RolloutRow.status == Status.QUEUED.value,
             sa.or_(RolloutRow.next_check_at.is_(None), RolloutRow.next_check_at <= now),
+            ~busy,
         )
         .order_by(RolloutRow.id)
         .limit(limit)
     )
     return list(rows.scalars())
+
+
+async def wake_queue(session: AsyncSession, *, repository: str, environment: str) -> None:
+    """Look at an environment's queued requests at the next tick (its lock was released)."""
+    await session.execute(
+        sa.update(RolloutRow)
+        .where(
+            RolloutRow.repository == repository,
+            sa.func.lower(RolloutRow.environment) == environment.lower(),
+            RolloutRow.status == Status.QUEUED.value,
+        )
+        .values(next_check_at=None)
+    )
 
 
 async def succeeded_since(

@@ -135,7 +135,6 @@ async def _look_up(
         and command.verb is Verb.DEPLOY
         and Flag.DRY_RUN not in command.flags
         and permits(permission, "write")
-        and not forced  # it overrides them
     ):
         checks = await required_verdict(
             client,

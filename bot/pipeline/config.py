@@ -529,6 +529,18 @@ class Window(_Model):
             return day in self.days and start <= now < end
         return (day in self.days and now >= start) or ((day - 1) % 7 in self.days and now < end)
 
+    def next_open(self, at: datetime) -> datetime | None:
+        """When the window next opens after `at` (in its time zone), within a week."""
+        local = at.astimezone(self.zone)
+        for offset in range(8):
+            day = local.date() + timedelta(days=offset)
+            if day.weekday() not in self.days:
+                continue
+            opening = datetime.combine(day, self.hours.start, tzinfo=self.zone)
+            if opening > local and self.is_open(opening):
+                return opening
+        return None
+
 
 class CanaryStep(_Model):
     """One canary weight in percent; `manual` holds there until someone promotes."""

@@ -109,6 +109,7 @@ def requested(
         rollout_id=rollout_id,
         now=now,
         freeze=freeze,
+        offer_queue=False,  # a waiting run cannot be queued; it is re-run instead
     )
     if outcome.refusal is not None or not outcome.rollouts:
         return refused(

@@ -58,6 +58,7 @@ class Outcome:
     rollouts: tuple[Rollout, ...] = ()
     effects: tuple[Effect, ...] = ()
     refusal: str | None = None
+    overrides: tuple[str, ...] = ()  # what `--force` went past (besides a freeze): audited
 
     @property
     def refused(self) -> bool:
@@ -130,6 +131,7 @@ def request_deploy(
     freeze: freezes.Freeze | None = None,
     queue: bool = False,
     wait: bool = False,
+    offer_queue: bool = True,
 ) -> Outcome:
     """Someone asks to deploy the release's commit to `environment`.
 
@@ -137,7 +139,8 @@ def request_deploy(
     environment or requests queued before it, the request waits `queued` in line. `wait`
     (`--wait`): instead of being refused while required checks are pending, it waits
     `queued` until they finish (failing checks are still refused: they will not go green
-    on their own). See `bot.pipeline.queue` for how a queued request starts.
+    on their own). See `bot.pipeline.queue` for how a queued request starts. Refusals
+    suggest `--queue` unless `offer_queue` is off (a caller that cannot wait).
 
     `succeeded_here` names the environments where this commit already succeeded; `target`
     is what holds the environment now. `checks` is the verdict on the commit's statuses and
@@ -157,52 +160,89 @@ def request_deploy(
             return _refuse(freezes.refusal(freeze))
         cause = f"{rollout_id}:forced-past-freeze"
         forced_past = (ThreadReply(release.id, cause, freezes.overridden(freeze, requester)),)
+    overrides: list[str] = []
     previous = pipeline.previous(env.name)
-    if previous is not None and previous.name not in succeeded_here and not force:
-        return _refuse(
-            f"`{env.name}` needs `{previous.name}` to succeed for {release.short_sha} first. "
-            f"Deploy it there with `/deploy {previous.name}`."
-        )
+    if previous is not None and previous.name not in succeeded_here:
+        if force:
+            overrides.append(f"the ordering rule (`{previous.name}` has not succeeded)")
+        else:
+            return _refuse(
+                f"`{env.name}` needs `{previous.name}` to succeed for {release.short_sha} "
+                f"first. Deploy it there with `/deploy {previous.name}`."
+            )
     waits: list[str] = []
-    if env.checks is Checks.REQUIRED and checks is not None and not checks.green and not force:
-        if not wait or checks.failing:
+    if env.checks is Checks.REQUIRED and checks is not None and not checks.green:
+        if force:
+            overrides.append(f"its checks ({checks.describe()})")
+        elif not wait or checks.failing:
             return _refuse(checks.refusal(env.name, release.short_sha))
-        waits.append(f"its checks to finish ({checks.describe()})")
-    if env.window is not None and not env.window.is_open(now) and not force:
+        else:
+            waits.append(f"its checks to finish ({checks.describe()})")
+    if env.window is not None and not env.window.is_open(now) and force:
+        overrides.append("the deploy window")
+    elif env.window is not None and not env.window.is_open(now):
         window = env.window
+        opening = window.next_open(now)
+        when = (
+            f"; it opens next {opening:%a %Y-%m-%d %H:%M} {window.timezone}"
+            if opening is not None
+            else ""
+        )
         return _refuse(
             f"`{env.name}` is outside its deploy window ({_days(window.days)} "
-            f"{window.hours} {window.timezone}). Try again then, or ask someone who may "
-            f"override to use `--force`."
+            f"{window.hours} {window.timezone}){when}. Try again then, or ask one of its "
+            f"approvers to use `--force`."
         )
     holder = target.lock_holder
-    if holder is not None and not holder.same_as(requester) and not force:
+    if holder is not None and not holder.same_as(requester) and force:
+        overrides.append(f"the lock of {holder.label}")
+    elif holder is not None and not holder.same_as(requester):
         why = f" ({target.lock_reason})" if target.lock_reason else ""
         if not queue:
+            hint = ", or add `--queue` to deploy when it is unlocked" if offer_queue else ""
             return _refuse(
                 f"`{env.name}` is locked by {holder.label}{why}. "
-                f"Ask them to `/unlock {env.name}` when they are done, or add `--queue` to "
-                f"deploy when it is unlocked."
+                f"Ask them to `/unlock {env.name}` when they are done{hint}."
             )
         waits.append(f"the lock of {holder.label}{why}")
     if target.active is not None:
         busy = target.active
         if not queue:
+            hint = ", or add `--queue` to deploy after it" if offer_queue else ""
             return _refuse(
                 f"`{env.name}` is busy: {busy.commit_sha[:7]} is {busy.status.value} there "
-                f"(asked by {busy.requested_by.label}). Try again when it has finished, or "
-                f"add `--queue` to deploy after it."
+                f"(asked by {busy.requested_by.label}). Try again when it has finished{hint}."
             )
         waits.append(f"{busy.commit_sha[:7]} ({busy.status.value}) to finish")
     if target.waiting:
         ahead = _requests(target.waiting)
         if not queue:
-            return _refuse(
-                f"`{env.name}` has {ahead} queued before yours. Add `--queue` to wait your turn."
-            )
+            hint = " Add `--queue` to wait your turn." if offer_queue else " Try again later."
+            return _refuse(f"`{env.name}` has {ahead} queued before yours.{hint}")
         waits.append(f"{ahead} queued before it")
     if waits:
         return _queued(release, env.name, requester, rollout_id, now, waits, force, wait)
+    if overrides:
+        text = f"{requester.label} used `--force` past {_and(overrides)}."
+        said = ThreadReply(release.id, f"{rollout_id}:forced", text)
+        forced_past = (*forced_past, said)
+    started = _started(release, env, requester, rollout_id, now, forced_past)
+    return replace(started, overrides=tuple(overrides))
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _started(
+    release: Release,
+    env: Environment,
+    requester: Person,
+    rollout_id: int,
+    now: datetime,
+    forced_past: tuple[Effect, ...],
+) -> Outcome:
+    """A request that passed the rules: it waits for approval or deploys."""
     step, weight = canary.first(env.canary)
     if env.approvals > 0:
         rollout = Rollout(

@@ -249,16 +249,14 @@ class SlashCommands:
                 expect=commit.sha,
             )
             return
-        # Looked up before the transaction; `--force` (admins only) overrides them anyway.
-        checks = None
-        if not force:
-            checks = await required_verdict(
-                repo.client,
-                pipeline=repo.pipeline,
-                environment=env,
-                repository=repo.full_name,
-                sha=commit.sha,
-            )
+        # Looked up before the transaction, also for `--force`: what it overrides is audited.
+        checks = await required_verdict(
+            repo.client,
+            pipeline=repo.pipeline,
+            environment=env,
+            repository=repo.full_name,
+            sha=commit.sha,
+        )
         async with self.sessions.begin() as session:
             channel = await thread_channel(
                 session, repository=repo.full_name, pipeline=repo.pipeline

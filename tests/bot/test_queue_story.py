@@ -10,10 +10,15 @@ databases against the GitHub and Slack emulators over HTTP, the scheduler tickin
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
-from storage.models import Rollout
+from bot.pipeline.freezes import Freeze
+from bot.pipeline.models import Person
+from storage import freezes
+from storage.models import AuditEvent, Rollout, utcnow
 from tests.story import (
     CHANNEL,
     NAME,
@@ -45,6 +50,7 @@ async def story(app, client, github, slack) -> Story:
     github.set_file(OWNER, NAME, ".github/deploybot.yml", PIPELINE)
     for login in ("alice", "bob"):
         github.set_permission(OWNER, NAME, login, "write")
+    github.set_permission(OWNER, NAME, "carol", "admin")
     github.set_parent(OWNER, NAME, NEWER, OLDER)  # the newer change is stacked on the older
     story = Story.in_process(app, client, github, slack)
     await story.deliver("installation", installation_created())
@@ -162,3 +168,33 @@ async def test_a_pull_request_that_moves_on_cancels_its_queued_request(story: St
     for _ in range(2):
         await story.tick()
     assert shas(story) == [RUNNING]
+
+
+async def test_a_forced_request_past_a_freeze_is_audited_when_it_starts(story: Story) -> None:
+    await say(story, 1, RUNNING, "/deploy stage")
+    async with story.sessions.begin() as session:
+        await freezes.put(
+            session,
+            Freeze(
+                repository=f"{OWNER}/{NAME}",
+                by=Person(github="carol"),
+                reason="end of quarter",
+                until=utcnow() + timedelta(hours=1),
+                since=utcnow(),
+            ),
+        )
+    assert await say(story, 2, NEWER, "/deploy stage --force --queue", login="carol") == ""
+    assert await forced_past_freeze(story) == 0  # queued: nothing went past it yet
+    await succeed(story, RUNNING)
+    await story.tick_until(lambda: shas(story) == [RUNNING, NEWER])
+    assert await forced_past_freeze(story) == 1
+
+
+async def forced_past_freeze(story: Story) -> int:
+    async with story.sessions() as session:
+        found = await session.execute(
+            sa.select(sa.func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "force-past-freeze")
+        )
+        return int(found.scalar_one())

@@ -6,7 +6,9 @@ look. In process, with the GitHub and Slack emulators over HTTP, on both databas
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from storage.models import AuditEvent
 from tests.story import (
     CHANNEL,
     NAME,
@@ -138,6 +140,14 @@ async def test_force_overrides_for_admins_only(story: Story) -> None:
     assert story.deployments("stage") == []
     assert await say(story, "/deploy stage --force", login="carol") == ""
     assert len(story.deployments("stage")) == 1
+    assert "carol used `--force` past its checks (failing: `ci/build`)." in story.thread()
+    async with story.sessions() as session:
+        (audit,) = (await session.execute(sa.select(AuditEvent))).scalars().all()
+    assert (audit.action, audit.actor, audit.detail) == (
+        "force",
+        "carol",
+        {"overrode": ["its checks (failing: `ci/build`)"]},
+    )
 
 
 async def test_a_refused_approval_gate_asks_nobody(story: Story) -> None:

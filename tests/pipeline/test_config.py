@@ -367,6 +367,29 @@ def test_window_is_open_in_its_time_zone(
     assert parsed.is_open(at) is is_open
 
 
+@pytest.mark.parametrize(
+    ("window", "local", "opens"),
+    [
+        ({"days": "mon-fri", "hours": "09:00-16:00"}, datetime(2025, 3, 3, 8, 0), (3, 9)),
+        ({"days": "mon-fri", "hours": "09:00-16:00"}, datetime(2025, 3, 3, 16, 0), (4, 9)),
+        ({"days": "mon-fri", "hours": "09:00-16:00"}, datetime(2025, 3, 7, 17, 0), (10, 9)),
+        ({"days": "fri", "hours": "22:00-06:00"}, datetime(2025, 3, 8, 7, 0), (14, 22)),
+        ({"days": "wed"}, datetime(2025, 3, 6, 0, 0), (12, 0)),
+        # The clocks go forward on 2025-03-30 in Stockholm: 09:00 is still 09:00 local.
+        ({"days": "mon", "hours": "09:00-16:00"}, datetime(2025, 3, 29, 12, 0), (31, 9)),
+    ],
+)
+def test_window_next_open_in_its_time_zone(
+    window: dict[str, str], local: datetime, opens: tuple[int, int]
+) -> None:
+    parsed = Window.model_validate({**window, "timezone": "Europe/Stockholm"})
+    at = local.replace(tzinfo=STOCKHOLM).astimezone(UTC)
+    opening = parsed.next_open(at)
+    assert opening is not None and opening > at and parsed.is_open(opening)
+    assert (opening.day, opening.hour, opening.minute) == (*opens, 0)
+    assert not parsed.is_open(opening - timedelta(minutes=1))
+
+
 def test_window_is_open_needs_an_aware_datetime() -> None:
     with pytest.raises(ValueError, match="aware"):
         Window(timezone="UTC").is_open(datetime(2025, 1, 1))

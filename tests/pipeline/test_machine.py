@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.pipeline.checks import Verdict
 from bot.pipeline.config import parse_pipeline
 from bot.pipeline.effects import (
     ApprovalRequest,
@@ -371,7 +372,34 @@ def test_a_closed_window_refuses_unless_forced(at: datetime, refused: bool) -> N
     assert outcome.refused is refused
     if refused:
         assert "outside its deploy window (Mon,Tue,Wed,Thu,Fri 09:00-16:00" in outcome.refusal
-        assert not request_deploy(**args, force=True).refused
+        assert "it opens next Mon 2026-11-23 09:00" in outcome.refusal or (
+            "it opens next Tue 2026-11-24 09:00" in outcome.refusal
+        )
+        forced = request_deploy(**args, force=True)
+        assert forced.overrides == ("the deploy window",)
+        said = [e.text for e in forced.effects if isinstance(e, ThreadReply)]
+        assert "alice used `--force` past the deploy window." in said
+
+
+def test_force_names_everything_it_went_past() -> None:
+    outcome = ask(
+        "production",
+        succeeded_here=frozenset(),
+        target=EnvironmentHistory(lock_holder=BOB),
+        checks=Verdict(failing=("lint",)),
+        force=True,
+    )
+    assert outcome.overrides == (
+        "the ordering rule (`stage` has not succeeded)",
+        "its checks (failing: `lint`)",
+        "the lock of bob",
+    )
+    said = [e.text for e in outcome.effects if isinstance(e, ThreadReply)]
+    assert (
+        "alice used `--force` past the ordering rule (`stage` has not succeeded), its checks "
+        "(failing: `lint`) and the lock of bob." in said
+    )
+    assert ask("production").overrides == ()
 
 
 # --- rollbacks on request --------------------------------------------------------------
