@@ -51,7 +51,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, NamedTuple, get_args
@@ -536,10 +536,24 @@ class Window(_Model):
             day = local.date() + timedelta(days=offset)
             if day.weekday() not in self.days:
                 continue
-            opening = datetime.combine(day, self.hours.start, tzinfo=self.zone)
+            opening = self._real(datetime.combine(day, self.hours.start, tzinfo=self.zone))
             if opening > local and self.is_open(opening):
                 return opening
         return None
+
+    def _real(self, local: datetime) -> datetime:
+        """`local` if that wall time exists; inside a spring-forward gap, the gap's end
+        (when the window really opens that day)."""
+        if local.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) == local.replace(
+            tzinfo=None
+        ):
+            return local
+        moment = local.replace(fold=1).astimezone(UTC)
+        for _ in range(24 * 60):
+            if moment.astimezone(self.zone).time() >= self.hours.start:
+                break
+            moment += timedelta(minutes=1)
+        return moment.astimezone(self.zone)
 
 
 class CanaryStep(_Model):

@@ -466,6 +466,10 @@ def deployment_reported(
         return _changed(release, running, f"Deploying {_what(rollout)}…")
     if state == "success" and rollout.status in {Status.PENDING, Status.IN_PROGRESS}:
         if env is not None and canary.orphaned(env.canary, rollout):
+            if rollout.paused_at is not None:
+                # Paused: the full deploy waits for the resume (the next probe makes it).
+                held = replace(rollout, status=Status.VERIFYING, next_check_at=None)
+                return _changed(release, held, f"Deployed {_what(rollout)}{_at(rollout)}.")
             return _final_step(release, rollout)
         step = canary.current(env.canary, rollout) if env is not None else None
         if env is not None and env.canary is not None and step is not None:
@@ -868,7 +872,7 @@ def fail(
     if env is None or not env.auto_rollback:
         return outcome
     if last_good_sha is None or last_good_sha == rollout.commit_sha:
-        if canary.current(env.canary, rollout) is not None:
+        if rollout.step is not None and (rollout.weight or 0) < 100:
             # Nothing older ran here, but the canary's traffic can still go back to none.
             text = (
                 f"No earlier successful commit in `{rollout.environment}`: taking the canary "
@@ -1009,10 +1013,16 @@ def abandon(
     if not rollout.status.active:
         return Outcome()
     if (rollout.step or 0) > 0 and pipeline is not None:
+        # What runs is the step before: fail that one (with nothing to roll back to, its
+        # traffic is taken back to 0 %).
+        env = pipeline.environment(rollout.environment)
+        steps = env.canary.steps if env is not None and env.canary is not None else ()
+        before = (rollout.step or 1) - 1
+        weight = steps[before].weight if before < len(steps) - 1 else 1
         return fail(
             pipeline=pipeline,
             release=release,
-            rollout=rollout,
+            rollout=replace(rollout, step=before, weight=weight),
             reason=f"its next step could not start: {reason}",
             evidence=(),
             last_good_sha=last_good_sha,

@@ -113,6 +113,17 @@ def head_moved(*, release: Release, rollout: Rollout) -> Outcome:
     return _ended(release, replace(rollout, status=Status.CANCELLED, note=note), text)
 
 
+def cancel(*, release: Release, rollout: Rollout, reason: str) -> Outcome:
+    """Cancel a queued request that can never start, with the reason in its thread."""
+    if rollout.status is not Status.QUEUED:
+        return Outcome()
+    text = (
+        f"Cancelled the queued deploy of {rollout.commit_sha[:7]} to `{rollout.environment}`: "
+        f"{reason}"
+    )
+    return _ended(release, replace(rollout, status=Status.CANCELLED, note=reason), text)
+
+
 def _ended(release: Release, rollout: Rollout, text: str) -> Outcome:
     cause = f"{rollout.id}:{rollout.status.value}"
     return Outcome(

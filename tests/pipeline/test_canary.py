@@ -536,3 +536,47 @@ def test_a_step_deployed_while_paused_waits_its_whole_pause_after_the_resume() -
         rollback_id=200,
     ).rollouts[0]
     assert first.step == 0 and first.next_check_at == back + timedelta(minutes=2)
+
+
+def test_a_refused_step_with_nothing_to_go_back_to_takes_the_live_weight_to_zero() -> None:
+    at_100 = replace(start(), step=4, weight=100)  # GitHub refused the last step
+    outcome = abandon(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        rollout=at_100,
+        reason="GitHub refused it",
+        last_good_sha=None,
+        rollback_id=200,
+        now=NOW,
+    )
+    (failed,) = outcome.rollouts
+    assert failed.status is Status.FAILURE and (failed.step, failed.weight) == (3, 50)
+    (abort,) = deployments(outcome)
+    assert (abort.payload["weight"], abort.step) == (0, 3)
+
+
+def test_a_paused_canary_whose_step_was_dropped_waits_for_the_resume() -> None:
+    plain = parse_pipeline("environments: [{name: production}]")
+    paused = pause(release=RELEASE, rollout=start(), person=BOB, now=NOW).rollouts[0]
+    outcome = deployment_reported(
+        pipeline=plain,
+        release=RELEASE,
+        rollout=paused,
+        state="success",
+        now=NOW,
+        last_good_sha=GOOD,
+        rollback_id=200,
+    )
+    (waiting,) = outcome.rollouts
+    assert waiting.status is Status.VERIFYING and not deployments(outcome)
+    resumed = resume(release=RELEASE, rollout=waiting, person=BOB, now=NOW).rollouts[0]
+    again = probed(
+        pipeline=plain,
+        release=RELEASE,
+        rollout=resumed,
+        evidence=HEALTHY,
+        now=NOW,
+        last_good_sha=GOOD,
+        rollback_id=200,
+    )
+    assert deployments(again)[0].payload["weight"] == 100

@@ -377,6 +377,8 @@ def test_window_is_open_in_its_time_zone(
         ({"days": "wed"}, datetime(2025, 3, 6, 0, 0), (12, 0)),
         # The clocks go forward on 2025-03-30 in Stockholm: 09:00 is still 09:00 local.
         ({"days": "mon", "hours": "09:00-16:00"}, datetime(2025, 3, 29, 12, 0), (31, 9)),
+        # 02:30 does not exist that day: the window opens when the clocks jump, at 03:00.
+        ({"days": "sun", "hours": "02:30-04:00"}, datetime(2025, 3, 29, 12, 0), (30, 3)),
     ],
 )
 def test_window_next_open_in_its_time_zone(
@@ -387,7 +389,7 @@ def test_window_next_open_in_its_time_zone(
     opening = parsed.next_open(at)
     assert opening is not None and opening > at and parsed.is_open(opening)
     assert (opening.day, opening.hour, opening.minute) == (*opens, 0)
-    assert not parsed.is_open(opening - timedelta(minutes=1))
+    assert not parsed.is_open(opening.astimezone(UTC) - timedelta(minutes=1))
 
 
 def test_window_is_open_needs_an_aware_datetime() -> None:

@@ -289,3 +289,11 @@ def test_starting_never_takes_a_busy_environment_and_keeps_the_request_id(
             assert not busy and not superseded and (ahead == 0)
             assert forced or not locked
             assert forced or checks is None or checks.green
+
+
+def test_a_request_that_can_never_start_is_cancelled_with_the_reason() -> None:
+    outcome = queue.cancel(release=RELEASE, rollout=queued(), reason="GitHub said 404.")
+    (cancelled,) = outcome.rollouts
+    assert cancelled.status is Status.CANCELLED and cancelled.note == "GitHub said 404."
+    assert "Cancelled the queued deploy of aaaaaaa to `stage`: GitHub said 404." in replies(outcome)
+    assert queue.cancel(release=RELEASE, rollout=cancelled, reason="x") == queue.Outcome()
