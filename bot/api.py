@@ -19,15 +19,17 @@ Decisions the contract leaves open:
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -36,7 +38,7 @@ from bot import conductor
 from bot.pipeline.config import PipelineError, parse_pipeline
 from bot.pipeline.models import Kind, Person, Rollout, Status
 from bot.settings import Settings
-from storage import db
+from storage import audit, db
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
 from storage.models import utcnow
@@ -46,6 +48,7 @@ log = structlog.get_logger(__name__)
 PREFIX = "/api/v1"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_AUDIT = 10_000  # entries in one export; page with `since`
 REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 COMMIT_PATTERN = r"^[0-9a-fA-F]{7,40}$"
 
@@ -302,6 +305,7 @@ def api_router(
             try:
                 outcome, _ = await conductor.rollback(
                     session,
+                    source="api",
                     repository=name,
                     environment=request.environment,
                     requester=caller.person,
@@ -309,15 +313,12 @@ def api_router(
                 )
             except PipelineError as exc:
                 raise HTTPException(409, f"The pipeline file is invalid:\n{exc}") from None
-            if outcome.refusal is not None:
-                raise HTTPException(409, outcome.refusal)
-            new = next(r for r in reversed(outcome.rollouts) if r.kind is Kind.ROLLBACK)
-            if request.target_commit is not None:
-                # Raising here undoes the saved rollback with the rest of the transaction.
-                await _check_target(session, rollback=new, prefix=request.target_commit.lower())
-            row = await session.get(RolloutRow, new.id)
-            assert row is not None
-            answer = RolloutPublic.from_row(row)
+            refusal = outcome.refusal
+            if refusal is None:
+                new = next(r for r in reversed(outcome.rollouts) if r.kind is Kind.ROLLBACK)
+                answer = await _rolled_back(session, new, request.target_commit)
+        if refusal is not None:
+            raise HTTPException(409, refusal)  # after the commit: the refusal is audited
         log.info(
             "rollback requested through the API",
             repository=name,
@@ -328,7 +329,47 @@ def api_router(
         on_change()
         return answer
 
+    @router.get(
+        "/audit",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    async def audit_log(
+        since: Annotated[
+            datetime | None, Query(description="ISO 8601; entries at or after it")
+        ] = None,
+        repository: Annotated[
+            str | None, Query(pattern=REPOSITORY_PATTERN, description="owner/repo")
+        ] = None,
+        after: Annotated[int | None, Query(ge=0, description="the last entry id seen")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_AUDIT)] = MAX_AUDIT,
+    ) -> PlainTextResponse:
+        """The audit log as JSON lines in the order written (page on with `after`, the last
+        line's `id`): who did what, when, from where
+        (`slack`, `github`, `api`, `scheduler`), to which repository, environment and commit,
+        and what came of it (refusals and `--force` overrides included)."""
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        async with readers() as session:
+            found = await audit.entries(
+                session, since=since, repository=repository, after=after, limit=limit
+            )
+        text = "".join(json.dumps(audit.as_json(entry)) + "\n" for entry in found)
+        return PlainTextResponse(text, media_type="application/x-ndjson")
+
     return router
+
+
+async def _rolled_back(
+    session: AsyncSession, new: Rollout, target_commit: str | None
+) -> RolloutPublic:
+    """The new rollback, checked against the commit the caller expected (raising undoes it
+    with the rest of the transaction)."""
+    if target_commit is not None:
+        await _check_target(session, rollback=new, prefix=target_commit.lower())
+    row = await session.get(RolloutRow, new.id)
+    assert row is not None
+    return RolloutPublic.from_row(row)
 
 
 def github_web_url(api_url: str) -> str | None:

@@ -118,6 +118,52 @@ def demo(
     raise typer.Exit(run_demo(verbose=verbose))
 
 
+@cli.command("audit")
+def audit_log(
+    since: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601 date or time (UTC unless it says); default: everything"),
+    ] = None,
+    repository: Annotated[str | None, typer.Option(help="Only this owner/repo")] = None,
+) -> None:
+    """Print the audit log as JSON lines, oldest first (who, what, when, source, commit)."""
+    from datetime import UTC, datetime
+
+    from storage import audit, db
+
+    settings = _settings(DatabaseSettings)
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            typer.echo(
+                f"deploybot audit: --since {since!r} is not an ISO 8601 date or time", err=True
+            )
+            raise typer.Exit(2) from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+
+    async def run() -> None:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+            async with db.session_factory(engine)() as session:
+                after = None
+                while True:
+                    found = await audit.entries(
+                        session, since=start, repository=repository, after=after, limit=1000
+                    )
+                    for entry in found:
+                        sys.stdout.write(json.dumps(audit.as_json(entry)) + "\n")
+                    if len(found) < 1000:
+                        return
+                    after = found[-1].id
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
 @cli.command()
 def manifest(
     kind: Annotated[str, typer.Argument(help="slack or github")],

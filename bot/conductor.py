@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +22,9 @@ from bot.pipeline.config import Checks, Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.effects import PullRequestComment, RefreshBoard, ThreadReply
 from bot.pipeline.machine import Outcome
 from bot.pipeline.models import Evidence, Person, Rollout, Status
+from storage import audit, releases
 from storage import freezes as freeze_rows
 from storage import locks as lock_rows
-from storage import releases
-from storage.models import AuditEvent
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
 
@@ -58,6 +57,7 @@ async def deploy(
     checks: Verdict | None = None,
     queue: bool = False,
     wait: bool = False,
+    source: str,
 ) -> Outcome:
     """Ask for the release's head commit in `environment`; saves and returns the outcome.
     `checks`: the verdict on that commit's checks, looked up before the transaction when
@@ -92,9 +92,13 @@ async def deploy(
             wait=wait,
         ),
     )
-    if force:
-        _audit_force(session, release, name, requester, freeze, outcome)
-    return await _save(session, release, outcome)
+    saved = await _save(session, release, outcome)
+    if force and not saved.refused:
+        _audit_force(session, release, name, requester, freeze, saved, source)
+    _audit(
+        session, saved, requester, source, "deploy", release.repository, name, release.commit_sha
+    )
+    return saved
 
 
 def _audit_force(
@@ -104,6 +108,7 @@ def _audit_force(
     requester: Person,
     freeze: freezes.Freeze | None,
     outcome: Outcome,
+    source: str,
 ) -> None:
     """What a forced deploy went past goes in the audit log once it starts (a queued one
     is logged when it starts, not when it is queued): a freeze, and the other rules."""
@@ -111,7 +116,7 @@ def _audit_force(
         return
     where = {
         "actor": requester.label,
-        "source": "deploy",
+        "source": source,
         "repository": release.repository,
         "environment": environment,
         "commit_sha": release.commit_sha,
@@ -122,10 +127,41 @@ def _audit_force(
             "until": freeze.until.isoformat(),
             "reason": freeze.reason,
         }
-        session.add(AuditEvent(action="force-past-freeze", detail=detail, **where))
+        audit.record(session, action="force-past-freeze", detail=detail, **where)
     if outcome.overrides:
         overrode = {"overrode": list(outcome.overrides)}
-        session.add(AuditEvent(action="force", detail=overrode, **where))
+        audit.record(session, action="force", detail=overrode, **where)
+
+
+def _audit(
+    session: AsyncSession,
+    outcome: Outcome,
+    actor: Person,
+    source: str,
+    action: str,
+    repository: str,
+    environment: str | None,
+    commit_sha: str | None,
+) -> None:
+    """Record a request and what came of it: the rollouts it changed, or the refusal."""
+    detail: dict[str, Any] = {}
+    if outcome.refusal is not None:
+        detail["refused"] = outcome.refusal
+    if outcome.rollouts:
+        detail["rollouts"] = [
+            {"id": r.id, "kind": r.kind.value, "status": r.status.value, "commit": r.commit_sha}
+            for r in outcome.rollouts
+        ]
+    audit.record(
+        session,
+        actor=actor.label,
+        source=source,
+        action=action,
+        repository=repository,
+        environment=environment,
+        commit_sha=commit_sha,
+        detail=detail,
+    )
 
 
 async def decide(
@@ -138,6 +174,7 @@ async def decide(
     authorised: bool,
     now: datetime,
     reason: str | None = None,
+    source: str,
 ) -> Outcome:
     """An approver's decision on a rollout, serialised with any other decision on it."""
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
@@ -154,7 +191,19 @@ async def decide(
         now=now,
         reason=reason,
     )
-    return await _save(session, release, outcome)
+    saved = await _save(session, release, outcome)
+    action = "approve" if approve else "reject"
+    _audit(
+        session,
+        saved,
+        person,
+        source,
+        action,
+        release.repository,
+        rollout.environment,
+        rollout.commit_sha,
+    )
+    return saved
 
 
 async def awaiting_approval(
@@ -212,7 +261,18 @@ async def report(
         ),
     )
     await _save(session, release, outcome, request=False)
-    await _promote_on_success(session, release, outcome, now)
+    if outcome.rollouts:
+        _audit(
+            session,
+            outcome,
+            Person(github="github"),
+            "github",
+            f"deployment {state}",
+            release.repository,
+            rollout.environment,
+            rollout.commit_sha,
+        )
+    await _promote_on_success(session, release, outcome, now, "github")
     return outcome
 
 
@@ -249,7 +309,18 @@ async def probed(
         ),
     )
     await _save(session, release, outcome, request=False)
-    await _promote_on_success(session, release, outcome, now)
+    if any(r.status is not Status.VERIFYING for r in outcome.rollouts):
+        _audit(
+            session,
+            outcome,
+            machine.BOT,
+            "scheduler",
+            "health verdict",
+            release.repository,
+            rollout.environment,
+            rollout.commit_sha,
+        )
+    await _promote_on_success(session, release, outcome, now, "scheduler")
     return outcome
 
 
@@ -262,6 +333,7 @@ async def steer(
     action: Steer,
     person: Person,
     now: datetime,
+    source: str,
     rollout_id: int | None = None,
     repository: str | None = None,
     environment: str | None = None,
@@ -274,7 +346,9 @@ async def steer(
             session, repository=repository, environment=environment
         )
         if rollout_id is None:
-            return Outcome(refusal=f"Nothing is being deployed to `{environment}` right now.")
+            refused = Outcome(refusal=f"Nothing is being deployed to `{environment}` right now.")
+            _audit(session, refused, person, source, action, repository, environment, None)
+            return refused
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome(refusal="That rollout no longer exists.")
@@ -290,22 +364,35 @@ async def steer(
         outcome = machine.promote_step(
             pipeline=pipeline_of(release), release=value, rollout=rollout, person=person, now=now
         )
-    return await _save(session, release, outcome, request=False)
+    saved = await _save(session, release, outcome, request=False)
+    _audit(
+        session,
+        saved,
+        person,
+        source,
+        action,
+        release.repository,
+        rollout.environment,
+        rollout.commit_sha,
+    )
+    return saved
 
 
 async def _promote_on_success(
-    session: AsyncSession, release: ReleaseRow, outcome: Outcome, now: datetime
+    session: AsyncSession, release: ReleaseRow, outcome: Outcome, now: datetime, source: str
 ) -> None:
     """After a success, deploy to the next environment if it is `auto: true`."""
     following = machine.promoted_on_success(
         pipeline_of(release), releases.release_value(release), outcome
     )
     if following is not None:
-        await deploy_on_its_own(session, release=release, environment=following, now=now)
+        await deploy_on_its_own(
+            session, release=release, environment=following, now=now, source=source
+        )
 
 
 async def deploy_on_its_own(
-    session: AsyncSession, *, release: ReleaseRow, environment: str, now: datetime
+    session: AsyncSession, *, release: ReleaseRow, environment: str, now: datetime, source: str
 ) -> Outcome:
     """An automatic deploy (`auto: true`), asked for by deploybot itself. It waits in the
     queue behind a lock or a busy environment, and, where checks are required, for the
@@ -323,7 +410,18 @@ async def deploy_on_its_own(
                 now=now,
             ),
         )
-        return await _save(session, release, queued, request=False)
+        saved = await _save(session, release, queued, request=False)
+        _audit(
+            session,
+            saved,
+            machine.BOT,
+            source,
+            "deploy",
+            release.repository,
+            env.name,
+            release.commit_sha,
+        )
+        return saved
     outcome = await deploy(
         session,
         release=release,
@@ -331,6 +429,7 @@ async def deploy_on_its_own(
         requester=machine.BOT,
         now=now,
         queue=True,
+        source=source,
     )
     if outcome.refused:
         held = machine.held_back(
@@ -428,6 +527,7 @@ async def rollback(
     environment: str,
     requester: Person,
     now: datetime,
+    source: str,
     from_release: int | None = None,
     target_sha: str | None = None,
 ) -> tuple[Outcome, ReleaseRow | None]:
@@ -438,14 +538,18 @@ async def rollback(
         session, repository=repository, environment=environment
     )
     if found is None:
-        return Outcome(refusal=f"Nothing has been deployed to `{environment}` yet."), None
+        refused = Outcome(refusal=f"Nothing has been deployed to `{environment}` yet.")
+        _audit(session, refused, requester, source, "rollback", repository, environment, None)
+        return refused, None
     row, current = found
     if from_release is not None and row.release_id != from_release:
         # A button on an older thread: what runs there now is another release's.
-        return Outcome(
+        refused = Outcome(
             refusal=f"`{current.environment}` now runs {current.commit_sha[:7]} from another "
             f"pull request; roll back from that thread or with `/rollback`."
-        ), None
+        )
+        _audit(session, refused, requester, source, "rollback", repository, environment, None)
+        return refused, None
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
     if target_sha is None:
@@ -467,7 +571,18 @@ async def rollback(
             now=now,
         ),
     )
-    return await _save(session, release, outcome), release
+    saved = await _save(session, release, outcome)
+    _audit(
+        session,
+        saved,
+        requester,
+        source,
+        "rollback",
+        repository,
+        current.environment,
+        target_sha,
+    )
+    return saved, release
 
 
 async def abandon(session: AsyncSession, *, rollout_id: int, reason: str, now: datetime) -> Outcome:
@@ -494,7 +609,18 @@ async def abandon(session: AsyncSession, *, rollout_id: int, reason: str, now: d
             now=now,
         ),
     )
-    return await _save(session, release, outcome, request=False)
+    saved = await _save(session, release, outcome, request=False)
+    _audit(
+        session,
+        saved,
+        Person(github="github"),
+        "github",
+        "deployment refused",
+        release.repository,
+        rollout.environment,
+        rollout.commit_sha,
+    )
+    return saved
 
 
 async def head_moved(session: AsyncSession, *, release: ReleaseRow) -> None:
@@ -565,7 +691,53 @@ async def start_queued(
     except IntegrityError:
         return Outcome()  # another request took the environment: it stays queued
     if rollout.forced:
-        _audit_force(session, release, rollout.environment, rollout.requested_by, freeze, outcome)
+        _audit_force(
+            session,
+            release,
+            rollout.environment,
+            rollout.requested_by,
+            freeze,
+            outcome,
+            "scheduler",
+        )
+    _audit(
+        session,
+        outcome,
+        rollout.requested_by,
+        "scheduler",
+        "queued deploy",
+        release.repository,
+        rollout.environment,
+        rollout.commit_sha,
+    )
+    return outcome
+
+
+async def cancel_queued(
+    session: AsyncSession, *, rollout_id: int, reason: str, now: datetime
+) -> Outcome:
+    """Give up on a queued request that can never start (GitHub says its commit or checks
+    cannot be read), saying why in its thread; it no longer holds anyone up."""
+    found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
+    if found is None:
+        return Outcome()
+    row, rollout = found
+    release = await releases.get_release(session, release_id=row.release_id)
+    assert release is not None
+    outcome = deploy_queue.cancel(
+        release=releases.release_value(release), rollout=rollout, reason=reason
+    )
+    await _save(session, release, outcome, request=False)
+    _audit(
+        session,
+        outcome,
+        machine.BOT,
+        "scheduler",
+        "queued deploy",
+        release.repository,
+        rollout.environment,
+        rollout.commit_sha,
+    )
     return outcome
 
 
@@ -578,12 +750,27 @@ async def lock(
     person: Person,
     reason: str | None,
     now: datetime,
+    source: str,
 ) -> locks.LockDecision:
     """Take or renew an environment's lock, unless someone else holds it.
 
     The database decides a race: the write only takes effect if nobody else took the lock
     since it was read. If someone did, read and decide again, so of two people locking at
     once exactly one holds the lock and the other is told who does."""
+    decision = await _lock(session, repository, pipeline, environment, person, reason, now)
+    _audit_lock(session, decision, person, source, "lock", repository, environment)
+    return decision
+
+
+async def _lock(
+    session: AsyncSession,
+    repository: str,
+    pipeline: Pipeline,
+    environment: str,
+    person: Person,
+    reason: str | None,
+    now: datetime,
+) -> locks.LockDecision:
     for _ in range(3):
         existing = await lock_rows.get(session, repository=repository, environment=environment)
         decision = locks.take(
@@ -619,12 +806,27 @@ async def unlock(
     person: Person,
     is_admin: bool,
     now: datetime,
+    source: str,
 ) -> locks.LockDecision:
     """Release an environment's lock: its holder may, and so may a repository admin.
 
     Only the lock that was decided on is deleted: if it changed hands meanwhile, the new
     holder keeps it and the requester is told who holds it now (an admin who meant to take
     one person's lock away does not take another's without seeing it)."""
+    decision = await _unlock(session, repository, pipeline, environment, person, is_admin, now)
+    _audit_lock(session, decision, person, source, "unlock", repository, environment)
+    return decision
+
+
+async def _unlock(
+    session: AsyncSession,
+    repository: str,
+    pipeline: Pipeline,
+    environment: str,
+    person: Person,
+    is_admin: bool,
+    now: datetime,
+) -> locks.LockDecision:
     decided_on: locks.Lock | None = None
     for _ in range(3):
         existing = await lock_rows.get(session, repository=repository, environment=environment)
@@ -668,6 +870,39 @@ async def gate(
     (`bot.pipeline.gates`); saves and returns the outcome. A deployment deploybot already
     follows is not decided twice. Losing the environment to another request at the same
     moment is decided again (now busy), so the waiting run is always answered."""
+    outcome = await _gate(
+        session,
+        release=release,
+        environment=environment,
+        requester=requester,
+        run_id=run_id,
+        deployment_id=deployment_id,
+        now=now,
+    )
+    if outcome.effects:
+        _audit(
+            session,
+            outcome,
+            requester,
+            "github",
+            "protection rule",
+            release.repository,
+            environment,
+            release.commit_sha,
+        )
+    return outcome
+
+
+async def _gate(
+    session: AsyncSession,
+    *,
+    release: ReleaseRow,
+    environment: str,
+    requester: Person,
+    run_id: int,
+    deployment_id: int,
+    now: datetime,
+) -> Outcome:
     assert release.id is not None
     value = releases.release_value(release)
     if await releases.rollout_for_deployment(session, deployment_id=deployment_id) is not None:
@@ -727,3 +962,26 @@ async def gate(
     )
     await releases.save_outcome(session, release_id=release.id, outcome=busy)
     return busy
+
+
+def _audit_lock(
+    session: AsyncSession,
+    decision: locks.LockDecision,
+    person: Person,
+    source: str,
+    action: str,
+    repository: str,
+    environment: str,
+) -> None:
+    detail = (
+        {"refused": decision.refusal} if decision.refused else {"announced": decision.announcement}
+    )
+    audit.record(
+        session,
+        actor=person.label,
+        source=source,
+        action=action,
+        repository=repository,
+        environment=environment,
+        detail=detail,
+    )

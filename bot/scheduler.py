@@ -29,6 +29,7 @@ from integrations.github_app import (
     GitHubApp,
     GitHubError,
     GitHubNotFound,
+    GitHubPermissionDenied,
     GitHubValidationFailed,
     InstallationClient,
 )
@@ -202,6 +203,16 @@ class Scheduler:
                         repository=row.repository,
                         sha=row.commit_sha,
                     )
+            except (GitHubNotFound, GitHubValidationFailed, GitHubPermissionDenied) as exc:
+                # No retry changes this answer: waiting would hold the queue up for ever.
+                reason = f"GitHub cannot say whether its checks are green ({exc})."
+                async with self.sessions.begin() as session:
+                    await conductor.cancel_queued(
+                        session, rollout_id=row.id, reason=reason, now=now
+                    )
+                if self.on_change is not None:
+                    self.on_change()
+                return False
             except GitHubError as exc:
                 log.warning("could not look up a queued deploy", rollout=row.id, error=str(exc))
                 await self._postpone(row.id, now)

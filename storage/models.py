@@ -271,7 +271,9 @@ class AuditEvent(SQLModel, table=True):
     """Who did what, when, from where, to which commit."""
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _created()
+    at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False, index=True)
+    )
     actor: str
     source: str
     action: str

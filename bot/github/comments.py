@@ -234,6 +234,7 @@ async def _run(
         if command.verb is Verb.LOCK:
             decision = await conductor.lock(
                 session,
+                source="github",
                 repository=repository,
                 pipeline=pipeline,
                 environment=command.environment,
@@ -244,6 +245,7 @@ async def _run(
         else:
             decision = await conductor.unlock(
                 session,
+                source="github",
                 repository=repository,
                 pipeline=pipeline,
                 environment=command.environment,
@@ -261,6 +263,7 @@ async def _run(
     if command.verb in {Verb.PAUSE, Verb.RESUME}:
         outcome = await conductor.steer(
             session,
+            source="github",
             action="pause" if command.verb is Verb.PAUSE else "resume",
             person=requester,
             now=now,
@@ -276,6 +279,7 @@ async def _run(
             return
         outcome, _ = await conductor.rollback(
             session,
+            source="github",
             repository=repository,
             environment=command.environment,
             requester=requester,
@@ -287,6 +291,7 @@ async def _run(
             return
         outcome = await conductor.deploy(
             session,
+            source="github",
             release=release,
             environment=command.environment,
             requester=requester,
@@ -315,6 +320,7 @@ async def _run(
         )
         outcome = await conductor.decide(
             session,
+            source="github",
             release=release,
             rollout_id=waiting.id,
             person=requester,

@@ -85,5 +85,5 @@ async def record(
             await releases.enqueue(session, effect)
     elif on_merge is not None and event.action == "closed" and pr.pr_state == "merged":
         await conductor.deploy_on_its_own(
-            session, release=release, environment=on_merge, now=context.clock()
+            session, release=release, environment=on_merge, now=context.clock(), source="github"
         )

@@ -155,6 +155,7 @@ class ButtonActions:
             assert fresh is not None
             outcome = await conductor.decide(
                 session,
+                source="slack",
                 release=fresh,
                 rollout_id=rollout_id,
                 person=person,
@@ -220,6 +221,7 @@ class ButtonActions:
             fresh.pipeline = repo.pipeline_text  # as read from the default branch just now
             outcome = await conductor.deploy(
                 session,
+                source="slack",
                 release=fresh,
                 environment=environment,
                 requester=repo.person,
@@ -256,6 +258,7 @@ class ButtonActions:
         async with self.sessions.begin() as session:
             outcome = await conductor.steer(
                 session,
+                source="slack",
                 action=steer or "promote",
                 person=repo.person,
                 now=utcnow(),

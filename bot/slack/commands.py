@@ -43,7 +43,7 @@ from integrations.github_app import (
     GitHubNotFound,
     GitHubValidationFailed,
 )
-from storage import freezes, identities, locks, releases, subscriptions
+from storage import audit, freezes, identities, locks, releases, subscriptions
 from storage.models import utcnow
 from storage.overview import environments_of
 
@@ -281,6 +281,7 @@ class SlashCommands:
             await session.flush()
             outcome = await conductor.deploy(
                 session,
+                source="slack",
                 release=release,
                 environment=env,
                 requester=repo.person,
@@ -342,6 +343,7 @@ class SlashCommands:
         async with self.sessions.begin() as session:
             decision = await conductor.lock(
                 session,
+                source="slack",
                 repository=repo.full_name,
                 pipeline=repo.pipeline,
                 environment=env,
@@ -392,6 +394,7 @@ class SlashCommands:
         async with self.sessions.begin() as session:
             decision = await conductor.unlock(
                 session,
+                source="slack",
                 repository=repo.full_name,
                 pipeline=repo.pipeline,
                 environment=env,
@@ -420,6 +423,14 @@ class SlashCommands:
         async with self.sessions.begin() as session:
             replaced = await freezes.active(session, repository=repo.full_name, now=now)
             await freezes.put(session, freeze)
+            audit.record(
+                session,
+                actor=repo.person.label,
+                source="slack",
+                action="freeze",
+                repository=repo.full_name,
+                detail={"until": until.at.isoformat(), "reason": freeze.reason},
+            )
         self.on_change()
         await reply.public(escape(freeze_rules.announce(freeze, replaced=replaced)))
 
@@ -429,6 +440,14 @@ class SlashCommands:
         now = self.clock()
         async with self.sessions.begin() as session:
             lifted = await freezes.lift(session, repository=repo.full_name, now=now)
+            if lifted is not None:
+                audit.record(
+                    session,
+                    actor=repo.person.label,
+                    source="slack",
+                    action="unfreeze",
+                    repository=repo.full_name,
+                )
         said = freeze_rules.announce_lifted(lifted, repo.person, repo.full_name)
         if said is None:
             raise Refused(f"{escape(repo.full_name)} is not frozen.")
@@ -442,6 +461,7 @@ class SlashCommands:
         async with self.sessions.begin() as session:
             outcome = await conductor.steer(
                 session,
+                source="slack",
                 action="pause" if command.verb is Verb.PAUSE else "resume",
                 person=repo.person,
                 now=self.clock(),

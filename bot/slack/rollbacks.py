@@ -202,6 +202,7 @@ class Rollbacks:
             async with self.sessions.begin() as session:
                 outcome, _ = await conductor.rollback(
                     session,
+                    source="slack",
                     repository=repo.full_name,
                     environment=env,
                     requester=repo.person,

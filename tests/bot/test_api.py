@@ -4,6 +4,7 @@ them: pull requests, `/deploy` comments and deployment statuses, on both databas
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,6 +45,7 @@ ROUTES = {
     ("get", "/api/v1/deploy/status"),
     ("get", "/api/v1/deployments"),
     ("post", "/api/v1/rollback"),
+    ("get", "/api/v1/audit"),
 }
 
 
@@ -409,6 +411,38 @@ async def test_rollback_refusals(api: httpx.AsyncClient, shipped: Releases) -> N
     assert "already being rolled back" in await refused(production)
     await shipped.settle()
     assert len(shipped.github.deployments(OWNER, NAME)) == 9, "exactly one rollback"
+
+
+async def test_the_audit_log_says_who_did_what_from_where(
+    api: httpx.AsyncClient, shipped: Releases
+) -> None:
+    refused = await api.post(
+        "/api/v1/rollback", json={"repository": REPOSITORY, "environment": "qa"}
+    )
+    assert refused.status_code == 409
+    response = await api.get("/api/v1/audit", params={"repository": REPOSITORY})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    asked = [e for e in lines if e["action"] == "deploy"]
+    assert len(asked) == 8 and {e["source"] for e in asked} == {"github"}
+    assert asked[0]["actor"] == "alice" and asked[0]["commit_sha"] == A
+    assert asked[0]["detail"]["rollouts"][0]["status"] == "pending"
+    reported = [e for e in lines if e["action"] == "deployment success"]
+    assert len(reported) == 7 and reported[0]["environment"] == "dev"
+    # A refusal that saved nothing is still on record, with its reason.
+    (api_refusal,) = [e for e in lines if e["source"] == "api"]
+    assert api_refusal["action"] == "rollback" and api_refusal["actor"] == "api"
+    assert "Nothing has been deployed to `qa`" in api_refusal["detail"]["refused"]
+    ids = [e["id"] for e in lines]
+    assert ids == sorted(ids)
+
+    page = await api.get("/api/v1/audit", params={"after": ids[-3], "limit": 2})
+    assert [json.loads(line)["id"] for line in page.text.splitlines()] == ids[-2:]
+    later = await api.get("/api/v1/audit", params={"since": "2999-01-01T00:00:00"})
+    assert later.status_code == 200 and later.text == ""
+    assert (await api.get("/api/v1/audit", params={"repository": "acme/other"})).text == ""
+    assert (await api.get("/api/v1/audit", params={"since": "soon"})).status_code == 422
 
 
 def test_github_web_addresses() -> None:

@@ -136,8 +136,10 @@ async def test_freeze_refuses_deploys_until_unfrozen_and_force_still_goes(story:
     await story.eventually(lambda: "alice used `--force` past the freeze" in story.thread())
     assert f"frozen until {until} by alice: release week" in story.thread()
     async with story.sessions() as session:
-        (audit,) = (await session.execute(sa.select(AuditEvent))).scalars().all()
+        forced = sa.select(AuditEvent).where(AuditEvent.action == "force-past-freeze")
+        (audit,) = (await session.execute(forced)).scalars().all()
     assert (audit.action, audit.actor, audit.environment) == ("force-past-freeze", "alice", "stage")
+    assert audit.source == "slack"
     assert audit.detail["reason"] == "release week"
 
     (stage,) = story.deployments("stage")

@@ -198,3 +198,15 @@ async def forced_past_freeze(story: Story) -> int:
             .where(AuditEvent.action == "force-past-freeze")
         )
         return int(found.scalar_one())
+
+
+async def test_a_request_github_cannot_answer_for_is_cancelled_not_left_waiting(
+    story: Story,
+) -> None:
+    await say(story, 1, RUNNING, "/deploy stage")
+    await say(story, 2, NEWER, "/deploy stage --queue", login="bob")
+    await succeed(story, RUNNING)
+    story.github.fail("repos/get-combined-status-for-ref", status=404, times=5)
+    await story.tick_until(lambda: "Cancelled the queued deploy of 0b0b0b0" in story.thread())
+    assert "GitHub cannot say whether its checks are green" in story.thread()
+    assert shas(story) == [RUNNING]

@@ -142,10 +142,12 @@ async def test_force_overrides_for_admins_only(story: Story) -> None:
     assert len(story.deployments("stage")) == 1
     assert "carol used `--force` past its checks (failing: `ci/build`)." in story.thread()
     async with story.sessions() as session:
-        (audit,) = (await session.execute(sa.select(AuditEvent))).scalars().all()
-    assert (audit.action, audit.actor, audit.detail) == (
+        forced = sa.select(AuditEvent).where(AuditEvent.action == "force")
+        (audit,) = (await session.execute(forced)).scalars().all()
+    assert (audit.action, audit.actor, audit.source, audit.detail) == (
         "force",
         "carol",
+        "github",
         {"overrode": ["its checks (failing: `ci/build`)"]},
     )
 

@@ -45,6 +45,7 @@ async def _take(
     async with sessions.begin() as session:
         return await conductor.lock(
             session,
+            source="slack",
             repository=REPOSITORY,
             pipeline=PIPELINE,
             environment="production",
@@ -60,6 +61,7 @@ async def _release(
     async with sessions.begin() as session:
         return await conductor.unlock(
             session,
+            source="slack",
             repository=REPOSITORY,
             pipeline=PIPELINE,
             environment="production",
