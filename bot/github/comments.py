@@ -36,7 +36,7 @@ from bot.pipeline.config import GitHubTeam, Pipeline, PipelineError
 from bot.pipeline.effects import PullRequestComment, Reaction, ThreadReply
 from bot.pipeline.policy import identify, may_approve, may_force, permits
 from bot.worker import Apply
-from storage import identities, releases
+from storage import audit, identities, releases
 from storage.identities import LinkOutcome
 
 SUPPORTED = {
@@ -195,11 +195,26 @@ async def _run(
             PullRequestComment(repository, event.issue.number, f"answer:{comment_id}", text),
         )
 
+    async def refuse(text: str) -> None:
+        """A refusal before the rules are asked (they audit their own): audited here."""
+        verb = command.verb.value if isinstance(command, Command) else "deploy"
+        audit.record(
+            session,
+            actor=login,
+            source="github",
+            action=f"/{verb}",
+            repository=repository,
+            environment=command.environment if isinstance(command, Command) else None,
+            commit_sha=facts.pull.head.sha,
+            detail={"refused": text, "comment": event.comment.body.split("\n", 1)[0][:200]},
+        )
+        await answer(text)
+
     if isinstance(command, CommandError):
-        await answer(f"@{login} {command.message}\n\n{command.usage}")
+        await refuse(f"@{login} {command.message}\n\n{command.usage}")
         return
     if not permits(facts.permission, "write"):
-        await answer(
+        await refuse(
             f"@{login} deploy commands need write permission on {repository}; you have "
             f"`{facts.permission}`. Ask a maintainer to run it, or to give you write access."
         )
@@ -209,7 +224,7 @@ async def _run(
         await answer(COMMENT_USAGE)
         return
     if command.verb not in SUPPORTED:
-        await answer(
+        await refuse(
             f"@{login} `/{command.verb.value}` is not available yet. What works today:\n\n"
             f"{COMMENT_USAGE}"
         )
@@ -224,7 +239,7 @@ async def _run(
     requester = identify(pipeline, github=login)
     now = context.clock()
     if Flag.FORCE in command.flags and not facts.may_force:
-        await answer(
+        await refuse(
             f"@{login} `--force` is for the approvers of `{command.environment}` and the "
             f"repository's admins, so nothing was done. Ask one of them, or run the command "
             f"without it."
@@ -272,7 +287,7 @@ async def _run(
         )
     elif command.verb is Verb.ROLLBACK:
         if Flag.QUEUE in command.flags:
-            await answer(f"@{login} rollbacks never wait in the queue; run it without `--queue`.")
+            await refuse(f"@{login} rollbacks never wait in the queue; run it without `--queue`.")
             return
         if Flag.DRY_RUN in command.flags:
             await answer(f"@{login} dry run: nothing rolled back.")
@@ -307,7 +322,7 @@ async def _run(
         )
         env = pipeline.environment(command.environment)
         if waiting is None or env is None:
-            await answer(
+            await refuse(
                 f"@{login} nothing in `{command.environment}` is waiting for approval on this "
                 f"pull request."
             )

@@ -149,7 +149,12 @@ class Repo:
 
 
 class Refused(Exception):
-    """A command that cannot run; the message is mrkdwn, outside text already escaped."""
+    """A command that cannot run; the message is mrkdwn, outside text already escaped.
+    `audited`: the rules that refused it already wrote it to the audit log."""
+
+    def __init__(self, message: str, *, audited: bool = False) -> None:
+        super().__init__(message)
+        self.audited = audited
 
 
 def usage_of(command: Command) -> str:

@@ -88,6 +88,8 @@ class SlashCommands:
                 raise Refused(escape(command.text))
             await self._dispatch(command, invocation, reply, client)
         except Refused as refusal:
+            if not refusal.audited:
+                await self._audit_refusal(invocation, command, str(refusal))
             await quietly(reply.private(str(refusal)))
         except GitHubError as exc:
             log.warning("slash command: GitHub failed", error=str(exc))
@@ -97,6 +99,25 @@ class SlashCommands:
         except Exception:
             log.exception("slash command failed")
             await quietly(reply.private("Something went wrong in deploybot; it was logged."))
+
+    async def _audit_refusal(
+        self, inv: Invocation, command: Command | CommandError, refusal: str
+    ) -> None:
+        """A command refused before the rules were asked (no permission, bad usage)."""
+        parsed = command if isinstance(command, Command) else None
+        try:
+            async with self.sessions.begin() as session:
+                audit.record(
+                    session,
+                    actor=inv.user,
+                    source="slack",
+                    action=f"/deploy {parsed.verb.value}" if parsed else "/deploy",
+                    repository=parsed.repository if parsed else None,
+                    environment=parsed.environment if parsed else None,
+                    detail={"refused": refusal, "text": inv.text},
+                )
+        except Exception:
+            log.exception("could not audit a refused command")
 
     async def _dispatch(
         self, command: Command, inv: Invocation, reply: Reply, client: AsyncWebClient
@@ -292,7 +313,7 @@ class SlashCommands:
                 wait=Flag.WAIT in command.flags,
             )
         if outcome.refused:
-            raise Refused(escape(outcome.refusal or ""))
+            raise Refused(escape(outcome.refusal or ""), audited=True)
         self.on_change()
         await reply.public(
             f"<@{inv.user}> asked to deploy {what} to `{escape(env)}`; the thread in "
@@ -352,7 +373,7 @@ class SlashCommands:
                 now=now,
             )
         if decision.refused:
-            raise Refused(escape(decision.refusal or ""))
+            raise Refused(escape(decision.refusal or ""), audited=True)
         await reply.public(f"{escape(repo.full_name)}: {escape(decision.announcement)}")
 
     async def _unlock(
@@ -403,7 +424,7 @@ class SlashCommands:
                 now=now,
             )
         if decision.refused:
-            raise Refused(escape(decision.refusal or ""))
+            raise Refused(escape(decision.refusal or ""), audited=True)
         await reply.public(f"{escape(repo.full_name)}: {escape(decision.announcement)}")
 
     async def _freeze(
@@ -469,7 +490,7 @@ class SlashCommands:
                 environment=env,
             )
         if outcome.refused:
-            raise Refused(escape(outcome.refusal or ""))
+            raise Refused(escape(outcome.refusal or ""), audited=True)
         self.on_change()
         done = "paused" if command.verb is Verb.PAUSE else "resumed"
         await reply.public(f"<@{inv.user}> {done} `{escape(env)}` of {escape(repo.full_name)}.")

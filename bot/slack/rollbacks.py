@@ -211,7 +211,7 @@ class Rollbacks:
                     target_sha=target,
                 )
             if outcome.refused:
-                raise Refused(escape(outcome.refusal or ""))
+                raise Refused(escape(outcome.refusal or ""), audited=True)
             self.on_change()
             if from_release is None:
                 await reply.public(

@@ -138,6 +138,11 @@ async def test_force_overrides_for_admins_only(story: Story) -> None:
     said = await say(story, "/deploy stage --force", login="alice")  # write: no override
     assert "`--force` is for the approvers of `stage`" in said
     assert story.deployments("stage") == []
+    async with story.sessions() as session:
+        (refused,) = (await session.execute(sa.select(AuditEvent))).scalars().all()
+    assert (refused.actor, refused.source, refused.action) == ("alice", "github", "/deploy")
+    assert refused.commit_sha == HEAD and "`--force` is for" in refused.detail["refused"]
+    assert refused.detail["comment"] == "/deploy stage --force"
     assert await say(story, "/deploy stage --force", login="carol") == ""
     assert len(story.deployments("stage")) == 1
     assert "carol used `--force` past its checks (failing: `ci/build`)." in story.thread()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from bot.slack import modals
 from storage import locks
-from storage.models import ChannelSubscription, OutboxEffect
+from storage.models import AuditEvent, ChannelSubscription, OutboxEffect
 from storage.models import Rollout as RolloutRow
 from tests.story import (
     CHANNEL,
@@ -212,6 +212,24 @@ async def test_force_is_for_the_listed_approvers_and_admins(story: Story) -> Non
     said = await answer(story, "acme/api to stage --force", user="U0BOB")
     assert "`--force`" in said and "approvers of `stage`" in said
     assert story.deployments("stage") == []
+    # Refused before the rules were asked: audited once, by the command.
+    async with story.sessions() as session:
+        (entry,) = (await session.execute(sa.select(AuditEvent))).scalars().all()
+    assert (entry.actor, entry.source, entry.action) == ("U0BOB", "slack", "/deploy deploy")
+    assert (entry.repository, entry.environment) == ("acme/api", "stage")
+    assert "approvers of `stage`" in entry.detail["refused"]
+
+
+async def test_a_refusal_by_the_rules_is_audited_once(story: Story) -> None:
+    await answer(story, "lock acme/api stage", user="U0ALICE")
+    await answer(story, "acme/api to stage", user="U0BOB")
+    async with story.sessions() as session:
+        entries = (await session.execute(sa.select(AuditEvent))).scalars().all()
+    assert [(e.action, e.actor, e.source) for e in entries] == [
+        ("lock", "alice", "slack"),
+        ("deploy", "bob", "slack"),
+    ]
+    assert "locked by alice" in entries[1].detail["refused"]
 
 
 async def test_production_deploy_asks_for_confirmation_first(story: Story) -> None:
