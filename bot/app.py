@@ -168,6 +168,9 @@ def _add_probes(app: FastAPI, services: Services) -> None:
             async with readers() as session:
                 services.metrics.inbox_depth.set(await inbox.depth(session))
                 services.metrics.outbox_depth.set(await outbox.depth(session))
+                for name, queue in (("inbox", inbox.QUEUE), ("outbox", outbox.QUEUE)):
+                    dead = await queue.dead_count(session)
+                    services.metrics.queue_dead_letters.labels(name).set(dead)
         except Exception as exc:
             # Serve the counters anyway; the gauges keep their last known value.
             log.warning("metrics: queue depth unavailable", error=type(exc).__name__)

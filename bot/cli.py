@@ -182,5 +182,171 @@ def manifest(
     sys.stdout.write("\n")
 
 
+# --- dead letters: `deploybot inbox ...` and `deploybot outbox ...` ---------------------
+
+inbox_cli = typer.Typer(
+    help="The inbox: verified GitHub deliveries, stored before they are handled.",
+    no_args_is_help=True,
+)
+outbox_cli = typer.Typer(
+    help="The outbox: Slack messages and GitHub calls waiting to be sent.",
+    no_args_is_help=True,
+)
+cli.add_typer(inbox_cli, name="inbox")
+cli.add_typer(outbox_cli, name="outbox")
+
+# Dead letters that must stay dead, by queue and kind, with the reason said to the operator.
+# A deployment given up on has already failed its rollout (`OutboxDispatcher.on_dead`), and
+# the environment may have moved on: sending it now would deploy a commit nobody asked for.
+_NOT_RETRIED = {
+    "outbox": {
+        "CreateDeployment": "its rollout was failed when the deployment was given up on; "
+        "deploy again with /deploy instead",
+    },
+}
+_ERROR_WIDTH = 200
+
+
+def _queue(name: str) -> Any:
+    from storage import inbox, outbox
+
+    return {"inbox": inbox.QUEUE, "outbox": outbox.QUEUE}[name]
+
+
+def _dead_letter(name: str, row: Any) -> dict[str, Any]:
+    """What is shown of a dead letter: identifiers and the error, never the payload."""
+    if name == "inbox":
+        kind = f"{row.event}.{row.action}" if row.action else row.event
+        key, dead_at, extra = row.delivery_id, row.processed_at, {"source": row.source}
+    else:
+        kind, key, dead_at, extra = row.kind, row.idempotency_key, row.sent_at, {}
+    return {
+        "queue": name,
+        "id": row.id,
+        "kind": kind,
+        "key": key,
+        **extra,
+        "attempts": row.attempts,
+        "dead_at": dead_at.isoformat() if dead_at else None,
+        "error": row.last_error,
+    }
+
+
+def _one_line(text: str | None) -> str:
+    line = " ".join((text or "-").split())
+    return line if len(line) <= _ERROR_WIDTH else line[: _ERROR_WIDTH - 1] + "…"
+
+
+def _in_database(work: Any) -> Any:
+    """Run `work(session)` in one transaction on DATABASE_URL (migrated first, as `audit`)."""
+    from storage import db
+
+    settings = _settings(DatabaseSettings)
+
+    async def run() -> Any:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+            async with db.session_factory(engine).begin() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _add_dead_letter_commands(app: typer.Typer, name: str, things: str) -> None:
+    @app.command(
+        "dead",
+        help=f"List the {name}'s dead letters, newest first: {things} given up on after their "
+        "last attempt. One per line: id, kind, key, attempts, when, the last error.",
+    )
+    def dead(
+        as_json: Annotated[
+            bool, typer.Option("--json", help="JSON lines, the whole error in each")
+        ] = False,
+        limit: Annotated[int, typer.Option(min=1, help="Show at most this many")] = 100,
+    ) -> None:
+        queue = _queue(name)
+
+        async def read(session: Any) -> tuple[list[Any], int]:
+            return await queue.dead_letters(session, limit=limit), await queue.dead_count(session)
+
+        rows, total = _in_database(read)
+        for row in rows:
+            shown = _dead_letter(name, row)
+            if as_json:
+                sys.stdout.write(json.dumps(shown) + "\n")
+                continue
+            fields = [shown["id"], shown["kind"], shown["key"], f"attempts={row.attempts}"]
+            fields += [shown["dead_at"] or "-", _one_line(row.last_error)]
+            typer.echo("\t".join(str(field) for field in fields))
+        if not rows and not as_json:
+            typer.echo(f"{name}: no dead letters")
+        if total > len(rows):
+            typer.echo(f"{name}: {total - len(rows)} more not shown (--limit)", err=True)
+
+    @app.command(
+        "retry",
+        help=f"Put dead letters of the {name} back in line, with a fresh attempt count; a "
+        "running `deploybot serve` picks them up within a second. Exit 0 when every one "
+        "was retried, 1 when some were not (each is named, with why).",
+    )
+    def retry(
+        ids: Annotated[
+            list[int] | None, typer.Argument(metavar="ID...", help="Dead letters, by id")
+        ] = None,
+        every: Annotated[
+            bool, typer.Option("--all", help="Every dead letter of the queue")
+        ] = False,
+    ) -> None:
+        from storage.models import utcnow
+        from storage.queue import DEAD
+
+        if bool(ids) == every:
+            typer.echo(f"deploybot {name} retry: give dead-letter ids or --all", err=True)
+            raise typer.Exit(2)
+        queue = _queue(name)
+        refused_kinds = _NOT_RETRIED.get(name, {})
+
+        async def retry_named(session: Any) -> tuple[list[Any], list[str]]:
+            retried, problems = [], []
+            for item_id in dict.fromkeys(ids or []):
+                row = await session.get(queue.table, item_id)
+                if row is None:
+                    problems.append(f"{item_id}: no such {name} item")
+                elif row.status != DEAD:
+                    problems.append(f"{item_id}: {row.status}, not a dead letter")
+                elif getattr(row, "kind", None) in refused_kinds:
+                    problems.append(f"{item_id}: not retried: {refused_kinds[row.kind]}")
+                elif await queue.retry_dead(session, item_id=item_id, now=utcnow()):
+                    retried.append(row)
+                else:  # retried or changed by someone else since we read it
+                    problems.append(f"{item_id}: no longer a dead letter")
+            return retried, problems
+
+        async def retry_every(session: Any) -> tuple[list[Any], list[str]]:
+            unless = queue.table.kind.in_(list(refused_kinds)) if refused_kinds else None
+            retried = await queue.retry_all_dead(session, now=utcnow(), unless=unless)
+            left = await queue.dead_letters(session, limit=1000) if refused_kinds else []
+            problems = [f"{row.id}: not retried: {refused_kinds[row.kind]}" for row in left]
+            return retried, problems
+
+        retried, problems = _in_database(retry_every if every else retry_named)
+        for row in retried:
+            shown = _dead_letter(name, row)
+            typer.echo(f"retried {shown['id']}\t{shown['kind']}\t{shown['key']}")
+        for problem in problems:
+            typer.echo(f"deploybot {name} retry: {problem}", err=True)
+        if every and not retried and not problems:
+            typer.echo(f"{name}: no dead letters")
+        if problems:
+            raise typer.Exit(1)
+
+
+_add_dead_letter_commands(inbox_cli, "inbox", "deliveries")
+_add_dead_letter_commands(outbox_cli, "outbox", "effects")
+
+
 def main() -> None:
     cli()

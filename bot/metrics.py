@@ -49,6 +49,13 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        # Not `deploybot_dead_letters`: the counter above already owns that family name.
+        self.queue_dead_letters = Gauge(
+            "deploybot_queue_dead_letters",
+            "Deliveries or effects dead-lettered and not put back in line, by queue.",
+            ["queue"],
+            registry=self.registry,
+        )
         self.dispatch_failures = Counter(
             "deploybot_dispatch_failures_total",
             "Failed attempts to send an outbox effect, by kind.",

@@ -158,3 +158,29 @@ class WorkQueue(Generic[Row]):
             .values(status=PENDING, attempts=0, next_attempt_at=now)
         )
         return bool(result.rowcount)
+
+    async def dead_count(self, session: AsyncSession) -> int:
+        """Rows given up on and not put back in line (what a dead-letter gauge shows)."""
+        result = await session.execute(sa.select(sa.func.count()).where(self.table.status == DEAD))
+        return int(result.scalar_one())
+
+    async def retry_all_dead(
+        self,
+        session: AsyncSession,
+        *,
+        now: datetime,
+        unless: sa.ColumnElement[bool] | None = None,
+    ) -> list[Row]:
+        """Put every dead letter back in line, as `retry_dead` does one, in one statement;
+        rows matching `unless` stay dead. Returns the rows retried, in id order."""
+        where = self.table.status == DEAD
+        if unless is not None:
+            where = sa.and_(where, sa.not_(unless))
+        result = await session.execute(
+            sa.update(self.table)
+            .where(where)
+            .values(status=PENDING, attempts=0, next_attempt_at=now)
+            .returning(self.table)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(result.scalars().all(), key=lambda row: row.id)
