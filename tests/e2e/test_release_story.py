@@ -5,6 +5,7 @@ scheduler ticking on its own. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -85,6 +86,19 @@ async def story(
         await engine.dispose()
         server.stop()
         assert "Traceback" not in server.output(), server.output()[-3000:]
+        assert_no_secret_in(server.output(), env, github.issued_tokens)
+
+
+def assert_no_secret_in(output: str, env: dict[str, str], tokens: list[str]) -> None:
+    """Everything the server logged during a whole story: no configured secret, no
+    installation token it was given, no JWT it signed, no line of its private key."""
+    secrets = [env[k] for k in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET")]
+    pem_lines = [line for line in env["GITHUB_APP_PRIVATE_KEY"].splitlines() if len(line) > 20]
+    assert tokens, "the story used installation tokens"
+    for secret in [*secrets, *pem_lines, *tokens]:
+        assert secret not in output
+    assert "PRIVATE KEY" not in output
+    assert re.search(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.", output) is None, "a JWT was logged"
 
 
 async def test_the_release_story_on_a_running_server(story: Story, emulators) -> None:
