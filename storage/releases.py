@@ -461,6 +461,23 @@ async def queued(session: AsyncSession, *, now: datetime, limit: int) -> list[Ro
     return list(rows.scalars())
 
 
+async def wake_waiting_for_checks(
+    session: AsyncSession, *, repository: str, commit_sha: str
+) -> None:
+    """Look at the requests queued with `--wait` for this commit at the next tick (one of
+    its checks has just finished)."""
+    await session.execute(
+        sa.update(RolloutRow)
+        .where(
+            sa.func.lower(RolloutRow.repository) == repository.lower(),
+            RolloutRow.commit_sha == commit_sha,
+            RolloutRow.status == Status.QUEUED.value,
+            RolloutRow.wait_checks.is_(True),
+        )
+        .values(next_check_at=None)
+    )
+
+
 async def wake_queue(session: AsyncSession, *, repository: str, environment: str) -> None:
     """Look at an environment's queued requests at the next tick (its lock was released)."""
     await session.execute(

@@ -93,6 +93,20 @@ def deployment_status(deployment_id: int, state: str) -> dict[str, Any]:
     return payload
 
 
+def commit_status(sha: str, context: str, state: str) -> dict[str, Any]:
+    """A `status` delivery: `context` on commit `sha` is now `state`."""
+    payload = _ours(example("status/with-installation.payload.json"))
+    payload.update(sha=sha, context=context, state=state)
+    return payload
+
+
+def check_suite_completed(sha: str) -> dict[str, Any]:
+    """A `check_suite` `completed` delivery for commit `sha`."""
+    payload = _ours(example("check_suite/completed.payload.json"))
+    payload["check_suite"]["head_sha"] = sha
+    return payload
+
+
 class HealthEndpoint(LoopbackServer):
     """`GET /healthz` answering 200 until `failing` is set, then 503."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.github import comments, deployments, protection, pulls
+from bot.github import checks_events, comments, deployments, protection, pulls
 from bot.github.context import Context
 from bot.github.payloads import InstallationEvent, InstallationRepositoriesEvent, parse
 from bot.worker import Apply
@@ -91,6 +91,7 @@ HANDLERS: dict[str, Handler] = {
     "issue_comment": comments.handle,
     "deployment_status": deployments.handle,
     "deployment_protection_rule": protection.handle,
+    **{event: checks_events.handler(event) for event in checks_events.EVENTS},
 }
 
 

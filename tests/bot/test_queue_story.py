@@ -24,7 +24,9 @@ from tests.story import (
     NAME,
     OWNER,
     Story,
+    check_suite_completed,
     comment,
+    commit_status,
     deployment_status,
     installation_created,
     pull_request,
@@ -112,8 +114,27 @@ async def test_wait_starts_when_the_checks_turn_green(story: Story) -> None:
     await story.tick()
     assert shas(story) == []
     story.github.set_check_run(OWNER, NAME, OLDER, "ci", "completed", "success")
-    await look_again(story)
+    # GitHub says a check of that commit finished: it is looked at on the next tick, not
+    # after its one-minute wait (the verdict itself is read from GitHub, not the delivery).
+    await story.deliver("check_suite", check_suite_completed(OLDER))
     await story.tick_until(lambda: shas(story) == [OLDER])
+
+
+async def test_a_status_delivery_wakes_only_the_requests_waiting_for_that_commit(
+    story: Story,
+) -> None:
+    for number, sha in [(1, OLDER), (2, NEWER)]:
+        story.github.set_status(OWNER, NAME, sha, "ci/build", "pending")
+        await say(story, number, sha, "/deploy stage --wait")
+    await story.tick()
+    async with story.sessions() as session:
+        waiting = (await session.execute(sa.select(Rollout.next_check_at))).scalars().all()
+    assert all(at is not None for at in waiting)  # both wait their minute
+    await story.deliver("status", commit_status(NEWER, "ci/build", "success"))
+    async with story.sessions() as session:
+        rows = (await session.execute(sa.select(Rollout))).scalars().all()
+    woken = {row.commit_sha: row.next_check_at is None for row in rows}
+    assert woken == {OLDER: False, NEWER: True}
 
 
 async def test_a_newer_commit_goes_first_and_the_older_one_is_skipped(story: Story) -> None:
