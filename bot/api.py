@@ -1,9 +1,11 @@
 """The REST API (CONTRACT §7) under `/api/v1`: deploy status of a commit, the list of
 deployments, and rollbacks, for scripts and CI jobs.
 
-Every route needs `Authorization: Bearer <DEPLOYBOT_API_TOKEN>`; errors are
-`{"detail": "..."}` like FastAPI's own 422s. A deployment here is a rollout: one commit in
-one environment (its GitHub deployment, once created, is `deployment_id`).
+Every route needs `Authorization: Bearer <token>`: the static `DEPLOYBOT_API_TOKEN`, which
+sees and does everything, or a GitHub Actions OIDC token (audience `DEPLOYBOT_OIDC_AUDIENCE`),
+which is held to the repository its workflow runs in. Errors are `{"detail": "..."}` like
+FastAPI's own 422s. A deployment here is a rollout: one commit in one environment (its
+GitHub deployment, once created, is `deployment_id`).
 
 Decisions the contract leaves open:
 - Repositories match case-insensitively (GitHub's names do) and answers use the stored
@@ -12,8 +14,14 @@ Decisions the contract leaves open:
   than one known commit is a 400 naming the candidates.
 - `GET /deployments` returns a JSON array (newest first, like GitHub's own list); every
   filter is optional, an unknown repository gives an empty list.
-- API callers act as the GitHub identity `api` (a name GitHub reserves, so it can never be a
-  real person's): the thread says "api is rolling `production` back ...".
+- Callers with the static token act as the GitHub identity `api` (a name GitHub reserves, so
+  it can never be a real person's): the thread says "api is rolling `production` back ...".
+  An OIDC caller acts as the workflow run's `actor` (else the token's `sub`).
+- An OIDC caller naming another repository gets 403, whether deploybot knows that
+  repository or not (so a token learns nothing about others); leaving `repository` out of
+  `/deployments` or `/audit` lists its own repository only.
+- A failure to fetch the issuer's keys is a 503 (with `Retry-After`), not a 401: the token
+  may be fine, deploybot could not check it.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from bot import conductor
 from bot.pipeline.config import PipelineError, parse_pipeline
 from bot.pipeline.models import Kind, Person, Rollout, Status
 from bot.settings import Settings
+from integrations.oidc import KeysUnavailable, NotAToken, OIDCVerifier, TokenRejected
 from storage import audit, db
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
@@ -54,12 +63,28 @@ COMMIT_PATTERN = r"^[0-9a-fA-F]{7,40}$"
 
 API_PERSON = Person(github="api")
 
-NO_CREDENTIALS_CONFIGURED = (
-    "The REST API needs a bearer token or an OIDC token, and this deploybot accepts neither: "
-    "DEPLOYBOT_API_TOKEN is not set on the server and OIDC tokens are not supported yet."
+OIDC_HINT = "a GitHub Actions OIDC token (`permissions: id-token: write`, audience `{audience}`)"
+BEARER_MISSING = (
+    "Send `Authorization: Bearer <token>` with the token in DEPLOYBOT_API_TOKEN or {oidc}."
 )
-BEARER_MISSING = "Send `Authorization: Bearer <token>` with the token in DEPLOYBOT_API_TOKEN."
-BEARER_MISMATCH = "The bearer token is not the one in DEPLOYBOT_API_TOKEN."
+OIDC_ONLY = (
+    "DEPLOYBOT_API_TOKEN is not set on the server, so the REST API takes only OIDC tokens: "
+    "send `Authorization: Bearer <token>` with {oidc}."
+)
+BEARER_MISMATCH = (
+    "The bearer token is neither the one in DEPLOYBOT_API_TOKEN nor an OIDC token (a JWT)."
+)
+NOT_OIDC = (
+    "The bearer token is not an OIDC token (a JWT), and DEPLOYBOT_API_TOKEN is not set on "
+    "the server, so only OIDC tokens are accepted."
+)
+OIDC_REFUSED = "The OIDC token was refused: {reason}."
+OIDC_UNAVAILABLE = (
+    "deploybot cannot check OIDC tokens right now ({reason}); try again shortly, or use "
+    "DEPLOYBOT_API_TOKEN."
+)
+OTHER_REPOSITORY = "This OIDC token is for {own}: it may see and act on {own} only, not {asked}."
+KEYS_RETRY_AFTER = "30"
 
 
 # --- models ----------------------------------------------------------------------------
@@ -157,36 +182,72 @@ class RollbackRequest(BaseModel):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, as the pipeline knows them."""
+    """Who is calling, as the pipeline knows them. `repository` is set for an OIDC caller:
+    the one repository it may see and act on (None: the static token, everything)."""
 
     person: Person
+    repository: str | None = None
+
+    def may_see(self, repository: str) -> bool:
+        return self.repository is None or self.repository.lower() == repository.lower()
+
+    def check(self, repository: str) -> None:
+        """403 unless the caller may see and act on `repository`."""
+        if not self.may_see(repository):
+            raise HTTPException(403, OTHER_REPOSITORY.format(own=self.repository, asked=repository))
+
+    def scope(self, repository: str | None) -> str | None:
+        """The repository a listing is limited to: the one asked for (checked), else an OIDC
+        caller's own."""
+        if repository is None:
+            return self.repository
+        self.check(repository)
+        return repository
 
 
-_BEARER = HTTPBearer(auto_error=False, description="DEPLOYBOT_API_TOKEN")
+_BEARER = HTTPBearer(
+    auto_error=False, description="DEPLOYBOT_API_TOKEN, or a GitHub Actions OIDC token"
+)
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticator(token: SecretStr | None) -> Callable[..., Awaitable[Caller]]:
-    """The dependency that admits a request or answers 401.
+def authenticator(token: SecretStr | None, oidc: OIDCVerifier) -> Callable[..., Awaitable[Caller]]:
+    """The dependency that admits a request or answers 401 (503 when OIDC keys cannot be
+    fetched).
 
-    Today only the static token is accepted. OIDC (issue #6) plugs in here: verify a JWT
-    from `DEPLOYBOT_OIDC_ISSUER` and return its actor as the `Caller`.
+    A bearer equal to the static token (compared in constant time) is the full-access
+    `api` caller; any other bearer is tried as an OIDC JWT from `oidc`'s issuer, and
+    becomes a caller held to the token's `repository`.
     """
     expected = token.get_secret_value().encode() if token is not None else None
+    oidc_hint = OIDC_HINT.format(audience=oidc.audience)
 
     async def authenticate(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     ) -> Caller:
-        if expected is None:
-            raise _unauthorized(NO_CREDENTIALS_CONFIGURED)
         if credentials is None:
-            raise _unauthorized(BEARER_MISSING)
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise _unauthorized(BEARER_MISMATCH)
-        return Caller(person=API_PERSON)
+            missing = BEARER_MISSING if expected is not None else OIDC_ONLY
+            raise _unauthorized(missing.format(oidc=oidc_hint))
+        given = credentials.credentials
+        if expected is not None and hmac.compare_digest(given.encode(), expected):
+            return Caller(person=API_PERSON)
+        try:
+            claims = await oidc.verify(given)
+        except NotAToken:
+            raise _unauthorized(BEARER_MISMATCH if expected is not None else NOT_OIDC) from None
+        except TokenRejected as exc:
+            raise _unauthorized(OIDC_REFUSED.format(reason=exc.reason)) from None
+        except KeysUnavailable as exc:
+            raise HTTPException(
+                503,
+                OIDC_UNAVAILABLE.format(reason=exc.reason),
+                headers={"Retry-After": KEYS_RETRY_AFTER},
+            ) from None
+        person = Person(github=claims.actor or claims.subject)
+        return Caller(person=person, repository=claims.repository)
 
     return authenticate
 
@@ -195,6 +256,8 @@ def authenticator(token: SecretStr | None) -> Callable[..., Awaitable[Caller]]:
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "missing or wrong bearer token"},
+    403: {"model": ErrorPublic, "description": "an OIDC token naming another repository"},
+    503: {"model": ErrorPublic, "description": "the OIDC issuer's keys cannot be fetched"},
 }
 
 
@@ -204,11 +267,17 @@ def api_router(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     on_change: Callable[[], None],
+    oidc: OIDCVerifier | None = None,
 ) -> APIRouter:
     """The `/api/v1` routes. `sessions` write (rollbacks); reads get sessions of their own
     that start deferred on SQLite, so they never queue for the write lock. `on_change` wakes
-    the outbox dispatcher."""
-    authenticate = authenticator(settings.deploybot_api_token)
+    the outbox dispatcher. `oidc` verifies OIDC bearer tokens (default: one for the
+    settings' issuer and audience)."""
+    if oidc is None:
+        oidc = OIDCVerifier(
+            issuer=settings.deploybot_oidc_issuer, audience=settings.deploybot_oidc_audience
+        )
+    authenticate = authenticator(settings.deploybot_api_token, oidc)
     readers = db.session_factory(db.reading(engine))
     web = github_web_url(settings.github_api_url)
     router = APIRouter(
@@ -230,6 +299,7 @@ def api_router(
         commit: Annotated[
             str, Query(pattern=COMMIT_PATTERN, description="the commit sha, or 7+ of its digits")
         ],
+        caller: Caller = Depends(authenticate),
     ) -> DeployStatusPublic:
         """Where a commit stands in each environment of the repository's pipeline.
 
@@ -238,6 +308,7 @@ def api_router(
         deployment there, or `status: null` if it was never deployed there. The top-level
         `status` is the status in the furthest environment reached (null: none).
         """
+        caller.check(repository)
         async with readers() as session:
             name = await _known_repository(session, repository)
             sha = await _resolve_commit(session, repository=name, prefix=commit.lower())
@@ -265,8 +336,11 @@ def api_router(
         environment: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
         status: Status | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        caller: Caller = Depends(authenticate),
     ) -> list[RolloutPublic]:
-        """Deployments (rollouts and rollbacks), newest first; every filter is optional."""
+        """Deployments (rollouts and rollbacks), newest first; every filter is optional (an
+        OIDC caller sees its own repository's only)."""
+        repository = caller.scope(repository)
         async with readers() as session:
             statement = sa.select(RolloutRow).order_by(RolloutRow.id.desc()).limit(limit)
             if repository is not None:
@@ -299,7 +373,9 @@ def api_router(
     ) -> RolloutPublic:
         """Roll an environment back to the commit that succeeded there before the current
         one, as `/rollback <env>` does. Answers 202 with the new deployment (`pending`; its
-        GitHub deployment is created right after, so `deployment_id` is still null)."""
+        GitHub deployment is created right after, so `deployment_id` is still null). An OIDC
+        caller may roll back its own repository only."""
+        caller.check(request.repository)
         async with sessions.begin() as session:
             name = await _known_repository(session, request.repository)
             try:
@@ -343,11 +419,14 @@ def api_router(
         ] = None,
         after: Annotated[int | None, Query(ge=0, description="the last entry id seen")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_AUDIT)] = MAX_AUDIT,
+        caller: Caller = Depends(authenticate),
     ) -> PlainTextResponse:
         """The audit log as JSON lines in the order written (page on with `after`, the last
         line's `id`): who did what, when, from where
         (`slack`, `github`, `api`, `scheduler`), to which repository, environment and commit,
-        and what came of it (refusals and `--force` overrides included)."""
+        and what came of it (refusals and `--force` overrides included). An OIDC caller sees
+        its own repository's entries only."""
+        repository = caller.scope(repository)
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         async with readers() as session:

@@ -27,6 +27,7 @@ from bot.slack.listeners import build_slack_app, web_client
 from bot.worker import InboxWorker, worker_id
 from integrations.github_app import GitHubApp
 from integrations.health import HealthProbe
+from integrations.oidc import OIDCVerifier
 from storage import db, inbox, outbox
 
 log = structlog.get_logger(__name__)
@@ -60,8 +61,11 @@ class Services:
     github: GitHubApp
 
 
-def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> FastAPI:
-    """Build the ASGI app; the database is migrated and the workers started in its lifespan."""
+def create_app(
+    settings: Settings, *, engine: AsyncEngine | None = None, oidc: OIDCVerifier | None = None
+) -> FastAPI:
+    """Build the ASGI app; the database is migrated and the workers started in its lifespan.
+    `oidc` replaces the REST API's OIDC verifier built from the settings."""
     engine = engine or db.create_engine(settings.database_url)
     sessions = db.session_factory(engine)
     metrics = Metrics()
@@ -139,7 +143,13 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
     )
     app.include_router(slack_router(slack=slack, signing_secret=settings.slack_signing_secret))
     app.include_router(
-        api_router(settings=settings, engine=engine, sessions=sessions, on_change=dispatcher.wake)
+        api_router(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            on_change=dispatcher.wake,
+            oidc=oidc,
+        )
     )
     _add_probes(app, services)
     return app
