@@ -42,6 +42,7 @@ ROUTES = frozenset(
         "/api/v1/deploy/status",
         "/api/v1/deployments",
         "/api/v1/rollback",
+        "/api/v1/audit",
     }
 )
 

@@ -252,22 +252,60 @@ class OutboxDispatcher(QueueWorker):
             return "skipped: no Slack channel for this repository"
         thread_ts = release.thread_ts
         if thread_ts is None:
-            thread_ts, _ = await self._open_thread(release, _board(release, rollouts))
+            thread_ts, _ = await self._open_thread(release, _board(release, rollouts), item)
         if isinstance(effect, ApprovalDecided):
             return await self._close_request(item, release, rollouts, effect)
-        message = (
-            blocks.approval_request(_request(release, rollouts, effect.rollout_id))
-            if isinstance(effect, ApprovalRequest)
-            else blocks.Message(text=blocks.escape(effect.text))
-        )
-        answer = await self.slack.chat_postMessage(
-            channel=release.thread_channel, thread_ts=thread_ts, **message.as_kwargs()
-        )
-        async with self.sessions.begin() as session:
-            await self.finish(
-                session, item, OutboxStatus.SENT.value, result={"ts": answer.get("ts")}
+        key = item.idempotency_key
+        posted = await self._posted_before(item, release.thread_channel, key, thread=thread_ts)
+        if posted is None:
+            message = (
+                blocks.approval_request(_request(release, rollouts, effect.rollout_id))
+                if isinstance(effect, ApprovalRequest)
+                else blocks.Message(text=blocks.escape(effect.text))
             )
+            answer = await self.slack.chat_postMessage(
+                channel=release.thread_channel,
+                thread_ts=thread_ts,
+                metadata=_metadata(key),
+                **message.as_kwargs(),
+            )
+            posted = str(answer.get("ts"))
+        async with self.sessions.begin() as session:
+            await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": posted})
         return "reply posted"
+
+    async def _posted_before(
+        self, item: OutboxEffect, channel: str, key: str, *, thread: str | None = None
+    ) -> str | None:
+        """The ts of the message an earlier try of this effect posted, if Slack has one.
+
+        Slack has no idempotency key, so each post carries its outbox key as message
+        metadata. Only an effect whose earlier try may have reached Slack is looked up: one
+        that failed (a timeout can hide a post Slack took) or whose sender died holding it."""
+        if not item.interrupted and item.attempts == 0:
+            return None
+        if thread is not None:
+            try:
+                found = await self.slack.conversations_replies(
+                    channel=channel, ts=thread, include_all_metadata=True, limit=1000
+                )
+            except SlackApiError as exc:
+                if exc.response.get("error") == "thread_not_found":
+                    return None  # no thread, so nothing was posted in it
+                raise
+        else:
+            since = item.created_at - timedelta(minutes=1)
+            found = await self.slack.conversations_history(
+                channel=channel, include_all_metadata=True, oldest=f"{since.timestamp():.6f}"
+            )
+        for message in found.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == _EVENT_TYPE
+                and (metadata.get("event_payload") or {}).get("key") == key
+            ):
+                return str(message.get("ts"))
+        return None
 
     async def _channel_message(self, item: OutboxEffect, effect: ChannelMessage) -> str:
         """Post in the repository's channel as it is now (the pipeline file's, as last read
@@ -298,11 +336,14 @@ class OutboxDispatcher(QueueWorker):
         if effect.mention and _SLACK_ID.fullmatch(effect.mention):
             # Our own mention of the holder, the one markup the text may keep.
             text = text.replace(f"&lt;@{effect.mention}&gt;", f"<@{effect.mention}>")
-        answer = await self.slack.chat_postMessage(channel=channel, text=text)
-        async with self.sessions.begin() as session:
-            await self.finish(
-                session, item, OutboxStatus.SENT.value, result={"ts": answer.get("ts")}
+        posted = await self._posted_before(item, channel, item.idempotency_key)
+        if posted is None:
+            answer = await self.slack.chat_postMessage(
+                channel=channel, text=text, metadata=_metadata(item.idempotency_key)
             )
+            posted = str(answer.get("ts"))
+        async with self.sessions.begin() as session:
+            await self.finish(session, item, OutboxStatus.SENT.value, result={"ts": posted})
         return "channel message posted"
 
     async def _refresh_board(self, item: OutboxEffect, effect: RefreshBoard) -> str:
@@ -325,7 +366,7 @@ class OutboxDispatcher(QueueWorker):
             digest = _digest(board)
             ts = release.thread_ts
             if ts is None:
-                ts, opened = await self._open_thread(release, board)
+                ts, opened = await self._open_thread(release, board, item)
                 if not opened:  # the thread shows another sender's drawing: show this one
                     await self.slack.chat_update(
                         channel=release.thread_channel, ts=ts, **board.as_kwargs()
@@ -350,17 +391,23 @@ class OutboxDispatcher(QueueWorker):
             )
         return f"{outcome} (and {merged} more refreshes)" if merged else outcome
 
-    async def _open_thread(self, release: ReleaseRow, board: blocks.Message) -> tuple[str, bool]:
+    async def _open_thread(
+        self, release: ReleaseRow, board: blocks.Message, item: OutboxEffect
+    ) -> tuple[str, bool]:
         """Post the board as the thread's parent; returns the thread's ts and whether this
-        post is it (False: another dispatcher opened the thread meanwhile)."""
-        assert release.id is not None
-        answer = await self.slack.chat_postMessage(
-            channel=release.thread_channel, **board.as_kwargs()
-        )
-        ts = str(answer["ts"])
+        post is it (False: another dispatcher opened the thread meanwhile). A parent an
+        interrupted try posted is found in the channel and used, not posted again."""
+        assert release.id is not None and release.thread_channel is not None
+        key = f"thread:{release.id}"
+        ts = await self._posted_before(item, release.thread_channel, key)
+        if ts is None:
+            answer = await self.slack.chat_postMessage(
+                channel=release.thread_channel, metadata=_metadata(key), **board.as_kwargs()
+            )
+            ts = str(answer["ts"])
         async with self.sessions.begin() as session:
             winner = await releases.set_thread(
-                session, release_id=release.id, channel=str(answer["channel"]), ts=ts
+                session, release_id=release.id, channel=release.thread_channel, ts=ts
             )
             if winner == ts:  # what the board shows now, for the refreshes that follow
                 opened = RefreshBoard(release.id, "thread-opened")
@@ -481,3 +528,11 @@ def _same_deployment(payload: dict[str, Any], effect: CreateDeployment) -> bool:
     return all(
         payload.get(name) == effect.payload.get(name) for name in ("rollout", "step", "weight")
     )
+
+
+_EVENT_TYPE = "deploybot_effect"
+
+
+def _metadata(key: str) -> dict[str, Any]:
+    """Message metadata naming the outbox effect that posted it (found again by it)."""
+    return {"event_type": _EVENT_TYPE, "event_payload": {"key": key}}

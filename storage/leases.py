@@ -36,8 +36,11 @@ async def claim(
     now: datetime,
     lease: timedelta,
     limit: int,
+    note_interrupted: bool = False,
 ) -> list[Row]:
-    """Lease up to `limit` due rows to `owner` until `now + lease`; returns the claimed rows."""
+    """Lease up to `limit` due rows to `owner` until `now + lease`; returns the claimed rows.
+    `note_interrupted`: set the row's `interrupted` to whether an earlier owner still held it
+    (it died, or its lease ran out, before it finished or failed the row)."""
     table_: Any = table
     free = lease_is_free(table, now)
     candidates = (
@@ -50,7 +53,12 @@ async def claim(
     statement = (
         sa.update(table_)
         .where(table_.id.in_(candidates.scalar_subquery()), free)
-        .values(lease_owner=owner, lease_until=now + lease)
+        .values(
+            lease_owner=owner,
+            lease_until=now + lease,
+            # The right-hand side reads the row as it was before this update.
+            **({"interrupted": table_.lease_owner.is_not(None)} if note_interrupted else {}),
+        )
         .returning(table_)
         .execution_options(synchronize_session=False)
     )

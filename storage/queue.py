@@ -57,6 +57,7 @@ class WorkQueue(Generic[Row]):
             now=now,
             lease=lease,
             limit=limit,
+            note_interrupted=hasattr(table, "interrupted"),
         )
         # RETURNING promises no order.
         return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))  # type: ignore[attr-defined]

@@ -146,6 +146,7 @@ async def test_a_canary_walks_its_steps_pauses_is_promoted_and_a_failure_rolls_b
     health.failing = True
     await succeed_newest(story)
     await story.tick_until(lambda: len(story.deployments("stage")) == 7)
+    await story.settle()  # the deployment may be out before the reply that announces it
     rollback = story.deployments("stage")[0]
     assert (rollback["sha"], rollback["task"], rollback["payload"]["kind"]) == (
         GOOD,

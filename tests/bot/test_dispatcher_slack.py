@@ -139,6 +139,77 @@ async def drain(dispatcher: OutboxDispatcher) -> None:
     raise AssertionError("the outbox did not drain")
 
 
+# --- a sender that died after Slack took its message --------------------------------------
+
+
+async def open_thread(sessions, web: AsyncWebClient, number: int) -> tuple[int, str]:
+    """A pull request's release whose thread's parent really is in the channel."""
+    parent = await web.chat_postMessage(channel=CHANNEL, text=f"board {number}")
+    async with sessions.begin() as session:
+        release, _ = await releases.upsert_pull_request(
+            session,
+            repository=REPOSITORY,
+            pr_number=number,
+            head_sha=f"{number:040x}",
+            title="Change",
+            author="alice",
+            head_ref=f"feature-{number}",
+            pr_url=None,
+            pr_state="open",
+        )
+        assert release.id is not None
+        await releases.set_thread(
+            session, release_id=release.id, channel=CHANNEL, ts=str(parent["ts"])
+        )
+        return release.id, str(parent["ts"])
+
+
+async def test_a_reply_its_dead_sender_got_into_slack_is_not_posted_again(
+    sessions, slack: SlackEmulator, web: AsyncWebClient, make_dispatcher
+) -> None:
+    release, thread = await open_thread(sessions, web, 1)
+    await say(sessions, release, "a1", "a2")
+    clock = Clock()
+    # A dispatcher claims a1, Slack takes the post, and the process dies before it can
+    # mark a1 sent: its lease is all that is left of it.
+    async with sessions.begin() as session:
+        (claimed,) = await outbox.QUEUE.claim_due(
+            session, owner="died", now=clock(), lease=timedelta(seconds=30), limit=1
+        )
+    assert claimed.idempotency_key == "reply:1:a1" and not claimed.interrupted
+    taken = await web.chat_postMessage(
+        channel=CHANNEL,
+        thread_ts=thread,
+        text="a1",
+        metadata={"event_type": "deploybot_effect", "event_payload": {"key": "reply:1:a1"}},
+    )
+    clock.advance(31)  # the lease ran out
+    await drain(make_dispatcher(clock=clock))
+    assert await replies(slack, sessions, release) == ["a1", "a2"]  # a1 once
+    a1, a2 = await row(sessions, "reply:1:a1"), await row(sessions, "reply:1:a2")
+    assert (a1.status, a1.interrupted, a1.result) == ("sent", True, {"ts": taken["ts"]})
+    assert not a2.interrupted
+    # Only the interrupted one was looked up; every post names its effect for next time.
+    assert len(slack.calls_to("conversations.replies")) == 1
+    (posted,) = [m for m in slack.thread(thread, CHANNEL) if m.get("text") == "a2"]
+    assert posted["metadata"]["event_payload"]["key"] == "reply:1:a2"
+
+
+async def test_an_interrupted_reply_slack_never_got_is_posted(
+    sessions, slack: SlackEmulator, web: AsyncWebClient, make_dispatcher
+) -> None:
+    release, _ = await open_thread(sessions, web, 1)
+    await say(sessions, release, "a1")
+    clock = Clock()
+    async with sessions.begin() as session:
+        await outbox.QUEUE.claim_due(
+            session, owner="died", now=clock(), lease=timedelta(seconds=30), limit=1
+        )
+    clock.advance(31)
+    await drain(make_dispatcher(clock=clock))
+    assert await replies(slack, sessions, release) == ["a1"]
+
+
 # --- the order of a thread ---------------------------------------------------------------
 
 

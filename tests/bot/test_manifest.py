@@ -86,7 +86,12 @@ def test_yaml_parses_and_is_the_http_mode_manifest():
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
-    assert manifest["oauth_config"]["scopes"]["bot"] == ["commands", "chat:write"]
+    assert manifest["oauth_config"]["scopes"]["bot"] == [
+        "commands",
+        "chat:write",
+        "channels:history",
+        "groups:history",
+    ]
     assert "user" not in manifest["oauth_config"]["scopes"]
     urls = [
         manifest["settings"]["event_subscriptions"]["request_url"],
