@@ -35,6 +35,7 @@ class ServeProcess:
         }
         self.env = {**base, **env}
         self.process: subprocess.Popen[bytes] | None = None
+        self._earlier = ""  # what runs before a `restart` logged
 
     def start(self, timeout: float = 30) -> ServeProcess:
         command = [
@@ -78,5 +79,20 @@ class ServeProcess:
         self._log.close()
         return self.process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no shutdown, nothing handed back, every
+        lease the process held left to run out. The log keeps what it wrote."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
+    def restart(self, timeout: float = 30) -> ServeProcess:
+        """Start again on the same port and database (after `kill` or `stop`); `output()`
+        keeps what the earlier runs logged."""
+        assert self.process is not None and self.process.poll() is not None
+        self._earlier = self.output()
+        return self.start(timeout)
+
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self._earlier + self.log_path.read_text(errors="replace")
