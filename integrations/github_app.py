@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -189,6 +190,36 @@ class CheckRun:
     html_url: str | None = None
 
 
+@dataclass(frozen=True)
+class HookDelivery:
+    """One attempt to deliver a webhook to the App. A redelivery is a new attempt (a new
+    `id`) with the same `guid`, the `X-GitHub-Delivery` header the bot received."""
+
+    id: int
+    guid: str
+    delivered_at: datetime
+    redelivery: bool
+    status: str
+    status_code: int | None
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository_id: int | None
+
+    @property
+    def failed(self) -> bool:
+        """The App's endpoint did not take it: an error status, or no answer (code 0)."""
+        return not self.status_code or self.status_code >= 400
+
+
+@dataclass(frozen=True)
+class HookDeliveryPage:
+    """Deliveries newest first; `next_cursor` asks for the next (older) page, None at the end."""
+
+    deliveries: tuple[HookDelivery, ...]
+    next_cursor: str | None
+
+
 # --- the App -----------------------------------------------------------------------------
 
 
@@ -264,6 +295,34 @@ class GitHubApp:
             owner_login=(data.get("owner") or {}).get("login"),
             html_url=data["html_url"],
         )
+
+    async def list_hook_deliveries(
+        self, *, cursor: str | None = None, per_page: int = 100
+    ) -> HookDeliveryPage:
+        """One page of the App's webhook deliveries, newest first (`GET /app/hook/deliveries`,
+        with the App's JWT). GitHub pages this list with an opaque cursor, found in the
+        Link header's `rel="next"` URL; pass `next_cursor` back for the next page."""
+        options = {"cursor": cursor} if cursor is not None else {}
+        async with _translated_errors():
+            response = await self._app_github.rest.apps.async_list_webhook_deliveries(
+                per_page=per_page, **options
+            )
+        following = response.raw_response.links.get("next", {}).get("url")
+        next_cursor = httpx.URL(following).params.get("cursor") if following else None
+        deliveries = tuple(_hook_delivery(item) for item in response.json())
+        return HookDeliveryPage(deliveries=deliveries, next_cursor=next_cursor)
+
+    async def redeliver(self, delivery_id: int) -> None:
+        """Ask GitHub to deliver a webhook again (`POST /app/hook/deliveries/{id}/attempts`).
+        GitHub accepts (202) and makes a new attempt, listed with the same guid; it refuses
+        deliveries older than three days."""
+        async with _translated_errors():
+            await self._app_github.rest.apps.async_redeliver_webhook_delivery(delivery_id)
+
+    @functools.cached_property
+    def _app_github(self) -> GitHub[Any]:
+        """The client authenticated as the App itself (JWTs cached in the shared cache)."""
+        return GitHub(AppAuthStrategy(self.app_id, self._private_key), **self._options)
 
 
 class InstallationClient:
@@ -683,6 +742,21 @@ def _deployment_status(data: Mapping[str, Any]) -> DeploymentStatus:
         environment_url=data.get("environment_url") or None,
         log_url=data.get("log_url") or data.get("target_url") or None,
         created_at=_datetime(data.get("created_at")),
+    )
+
+
+def _hook_delivery(data: Mapping[str, Any]) -> HookDelivery:
+    return HookDelivery(
+        id=data["id"],
+        guid=data["guid"],
+        delivered_at=datetime.fromisoformat(data["delivered_at"]),
+        redelivery=bool(data.get("redelivery")),
+        status=data.get("status") or "",
+        status_code=data.get("status_code"),
+        event=data.get("event") or "",
+        action=data.get("action"),
+        installation_id=data.get("installation_id"),
+        repository_id=data.get("repository_id"),
     )
 
 

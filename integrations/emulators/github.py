@@ -4,8 +4,10 @@ It routes every operation of `github-rest/openapi-subset.json` (the shared corpo
 each request body against the operation's schema, authenticates like a GitHub App
 (JWT for `/app...`, installation tokens elsewhere) and answers with the documented example.
 A little state keeps the bot's later reads coherent: deployments and their statuses,
-files, collaborator permissions and issue comments. Tests steer it with `fail`,
-`rate_limit`, `delay` and `respond`, and read what the bot sent from `calls`.
+files, collaborator permissions, issue comments and the App's webhook deliveries. The
+corpus lacks the two webhook-delivery operations: `github-hook-deliveries.json` beside this
+module describes them (hand-written) and is served the same way. Tests steer it with
+`fail`, `rate_limit`, `delay` and `respond`, and read what the bot sent from `calls`.
 
     with GitHubEmulator(app_id=123, app_public_key=public_pem) as gh:
         client = GitHubApp(app_id=123, private_key=private_pem, base_url=gh.url)
@@ -26,8 +28,9 @@ import secrets
 import string
 import threading
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +45,8 @@ from starlette.responses import Response
 from integrations.emulators.loopback import CORPORA_ENV, LoopbackServer, corpora_dir, take_fault
 
 SPEC_RELATIVE_PATH = Path("github-rest") / "openapi-subset.json"
+# Hand-written: operations the bot calls that the corpus subset does not have.
+SUPPLEMENT_PATH = Path(__file__).with_name("github-hook-deliveries.json")
 DOCUMENTATION_URL = "https://docs.github.com/rest"
 _SPEC_URI = "urn:deploybot:github-openapi-subset"
 
@@ -51,11 +56,15 @@ APP_JWT_OPERATIONS = frozenset(
         "apps/get-authenticated",
         "apps/create-installation-access-token",
         "apps/get-repo-installation",
+        "apps/list-webhook-deliveries",
+        "apps/redeliver-webhook-delivery",
     }
 )
 _SHA = re.compile(r"[0-9a-f]{40}")
 _STATUS_STATES = ("error", "failure", "pending", "success")
 _PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
+# GitHub redelivers only deliveries of the past three days.
+REDELIVERY_WINDOW = timedelta(days=3)
 
 
 def default_spec_path() -> Path:
@@ -336,6 +345,12 @@ def load_spec(path: Path) -> Spec:
     return Spec(json.loads(path.read_text(encoding="utf-8")))
 
 
+def load_supplement() -> Spec:
+    """The hand-written description of what the bot calls and the corpus lacks (the App's
+    webhook deliveries), served after the corpus's own operations."""
+    return load_spec(SUPPLEMENT_PATH)
+
+
 # --- the emulator ------------------------------------------------------------------------
 
 
@@ -363,6 +378,7 @@ class GitHubEmulator(LoopbackServer):
         if spec_path.is_dir():
             spec_path = spec_path / SPEC_RELATIVE_PATH
         self.spec = load_spec(spec_path.resolve())
+        self.supplement = load_supplement()
         self.app_id = app_id
         self._public_key = (
             app_public_key.encode() if isinstance(app_public_key, str) else app_public_key
@@ -389,6 +405,9 @@ class GitHubEmulator(LoopbackServer):
         # (owner, repo, sha) -> context -> state, and -> name -> (id, status, conclusion)
         self._commit_statuses: dict[tuple[str, str, str], dict[str, str]] = {}
         self._check_runs: dict[tuple[str, str, str], dict[str, tuple[int, str, str | None]]] = {}
+        self._hook_deliveries: list[dict[str, Any]] = []
+        # The status code a requested redelivery is listed with; None: not listed (yet).
+        self.redelivery_status_code: int | None = 200
 
     # lifecycle (start, stop, serve_forever, `with`, `async with`): LoopbackServer
 
@@ -580,6 +599,56 @@ class GitHubEmulator(LoopbackServer):
         with self._lock:
             return copy.deepcopy(self._deployments.get((owner.lower(), repo.lower()), [])[::-1])
 
+    def add_hook_delivery(
+        self,
+        *,
+        event: str = "issue_comment",
+        action: str | None = "created",
+        status_code: int = 200,
+        delivered_at: datetime | None = None,
+        guid: str | None = None,
+        redelivery: bool = False,
+        installation_id: int | None = 1,
+        repository_id: int | None = 1,
+    ) -> dict[str, Any]:
+        """Record one attempt to deliver a webhook to the App (`status_code` 0: no answer);
+        `apps/list-webhook-deliveries` lists it. Returns it, with its `id` and `guid`."""
+        with self._lock:
+            return self._add_hook_delivery(
+                event=event,
+                action=action,
+                status_code=status_code,
+                delivered_at=delivered_at or datetime.now(UTC),
+                guid=guid or _guid(),
+                redelivery=redelivery,
+                installation_id=installation_id,
+                repository_id=repository_id,
+            )
+
+    def hook_deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery attempt, newest first (as GitHub lists them)."""
+        with self._lock:
+            return copy.deepcopy(self._newest_deliveries())
+
+    def _add_hook_delivery(
+        self, *, status_code: int, delivered_at: datetime, **fields: Any
+    ) -> dict[str, Any]:
+        delivery = {
+            "id": next(self._ids),
+            **fields,
+            "delivered_at": _timestamp(delivered_at),
+            "duration": 0.27,
+            "status": "OK" if 200 <= status_code < 300 else _delivery_failure(status_code),
+            "status_code": status_code,
+        }
+        self._hook_deliveries.append(delivery)
+        return copy.deepcopy(delivery)
+
+    def _newest_deliveries(self) -> list[dict[str, Any]]:
+        return sorted(
+            self._hook_deliveries, key=lambda d: (d["delivered_at"], d["id"]), reverse=True
+        )
+
     def _add_fault(self, operation_id: str, fault: _Fault) -> None:
         with self._lock:
             self._faults.setdefault(operation_id, []).append(fault)
@@ -603,7 +672,9 @@ class GitHubEmulator(LoopbackServer):
         routed = None
         if path.startswith(self.base_path + "/"):
             path = path[len(self.base_path) :]
-            routed = self.spec.match(request.method, path)
+            routed = self.spec.match(request.method, path) or self.supplement.match(
+                request.method, path
+            )
         call = Call(
             method=request.method,
             path=path,
@@ -1025,6 +1096,50 @@ class GitHubEmulator(LoopbackServer):
         answer.update(id=next(self._ids), content=body["content"])
         return _json(op.status, answer)
 
+    def _op_apps_list_webhook_deliveries(self, op: Operation, params, query, body):
+        # GitHub pages this list with an opaque cursor, not `page`; here it is the id of the
+        # last delivery of the page before.
+        found = [
+            d
+            for d in self._newest_deliveries()
+            if query.get("status") is None
+            or (query["status"] == "success") == (d["status"] == "OK")
+        ]
+        start = 0
+        cursor = query.get("cursor")
+        if cursor is not None:
+            ids = [f"v1_{d['id']}" for d in found]
+            if cursor not in ids:
+                return _json(422, _validation_error([f"cursor: {cursor!r} is not valid"]))
+            start = ids.index(cursor) + 1
+        per_page = min(int(query.get("per_page", 30)), 100)
+        page = found[start : start + per_page]
+        headers = {}
+        if start + per_page < len(found):
+            after = f"v1_{page[-1]['id']}"
+            headers["link"] = (
+                f'<{self.url}/app/hook/deliveries?per_page={per_page}&cursor={after}>; rel="next"'
+            )
+        return _json(op.status, copy.deepcopy(page), headers)
+
+    def _op_apps_redeliver_webhook_delivery(self, op: Operation, params, query, body):
+        wanted = int(params["delivery_id"])
+        found = [d for d in self._hook_deliveries if d["id"] == wanted]
+        if not found:
+            return _json(404, _error("Not Found", 404))
+        delivery = found[0]
+        delivered_at = datetime.fromisoformat(delivery["delivered_at"])
+        if delivered_at < datetime.now(UTC) - REDELIVERY_WINDOW:
+            return _json(422, _validation_error(["delivery_id: older than three days"]))
+        if self.redelivery_status_code is not None:
+            self._add_hook_delivery(
+                **{key: delivery[key] for key in _DELIVERY_IDENTITY},
+                status_code=self.redelivery_status_code,
+                delivered_at=datetime.now(UTC),
+                redelivery=True,
+            )
+        return _json(op.status, {})
+
     def _op_pulls_get(self, op: Operation, params, query, body):
         answer = copy.deepcopy(op.example)
         answer["number"] = int(params["pull_number"])
@@ -1071,6 +1186,18 @@ def _page(items: list[Any], query: dict[str, str]) -> list[Any]:
 def _timestamp(moment: datetime) -> str:
     # githubkit parses installation-token expiry with exactly this format.
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_DELIVERY_IDENTITY = ("guid", "event", "action", "installation_id", "repository_id")
+
+
+def _guid() -> str:
+    # GitHub's delivery guids are UUIDs.
+    return str(uuid.uuid4())
+
+
+def _delivery_failure(status_code: int) -> str:
+    return "timed out" if status_code == 0 else f"Invalid HTTP Response: {status_code}"
 
 
 def _git_blob_sha(data: bytes) -> str:
