@@ -20,6 +20,7 @@ from bot.github.context import Context
 from bot.github.events import GitHubEvents
 from bot.github.webhook import webhook_router
 from bot.metrics import Metrics, RequestMetricsMiddleware
+from bot.reconciler import Reconciler
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.slack.ingress import slack_router
@@ -60,6 +61,7 @@ class Services:
     scheduler: Scheduler
     slack: AsyncApp
     github: GitHubApp
+    reconciler: Reconciler
 
 
 def create_app(
@@ -100,8 +102,18 @@ def create_app(
     slack = build_slack_app(
         settings, slack_client, sessions=sessions, github=github, on_change=dispatcher.wake
     )
+    reconciler = Reconciler(sessions=sessions, github=github, owner=owner, metrics=metrics)
     services = Services(
-        settings, engine, sessions, metrics, worker, dispatcher, scheduler, slack, github
+        settings,
+        engine,
+        sessions,
+        metrics,
+        worker,
+        dispatcher,
+        scheduler,
+        slack,
+        github,
+        reconciler,
     )
 
     @contextlib.asynccontextmanager
@@ -114,6 +126,7 @@ def create_app(
             asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
         ]
         scheduler.start()
+        reconciler.start()
         log.info("deploybot started", worker=owner, socket_mode=socket_mode is not None)
         try:
             yield
@@ -121,6 +134,7 @@ def create_app(
             if socket_mode is not None:
                 await socket_mode.close_async()
             await scheduler.stop()
+            await reconciler.stop()
             worker.stop()
             dispatcher.stop()
             await asyncio.gather(*tasks)

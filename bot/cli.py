@@ -165,6 +165,62 @@ def audit_log(
 
 
 @cli.command()
+def reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be redelivered; ask for nothing")
+    ] = False,
+) -> None:
+    """Redeliver the App's webhook deliveries of the past 3 days that failed and that deploybot
+    never stored: one pass of what `serve` does every 10 minutes. Prints each delivery asked
+    for (or, with --dry-run, that would be) and a summary; exit 1 when GitHub refused a call."""
+    import logging
+
+    from bot.logs import configure_logging
+    from bot.reconciler import WINDOW, Reconciler
+    from bot.worker import worker_id
+    from integrations.github_app import GitHubApp
+    from storage import db
+
+    settings = _settings()
+    # Errors only, redacted, on stderr: the report below says what happened.
+    configure_logging(
+        secrets=settings.secret_values(), fmt=settings.deploybot_log_format, level=logging.ERROR
+    )
+
+    async def run() -> Any:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+            github = GitHubApp(
+                app_id=settings.github_app_id,
+                private_key=settings.private_key_pem(),
+                base_url=settings.github_api_url,
+            )
+            sessions = db.session_factory(engine)
+            reconciler = Reconciler(sessions=sessions, github=github, owner=worker_id())
+            return await reconciler.run_once(dry_run=dry_run)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    verb = "would redeliver" if dry_run else "redelivered"
+    for attempt in report.redelivered:
+        kind = f"{attempt.event}.{attempt.action}" if attempt.action else attempt.event
+        failure = attempt.status or f"status {attempt.status_code}"
+        when = attempt.delivered_at.isoformat()
+        typer.echo("\t".join([verb, str(attempt.id), attempt.guid, kind, failure, when]))
+    for error in report.errors:
+        typer.echo(f"deploybot reconcile: {error}", err=True)
+    typer.echo(
+        f"{report.listed} delivery attempts in the past {WINDOW.days} days; "
+        f"{report.failed} deliveries failed: {report.stored} stored anyway, "
+        f"{report.asked_before} asked for before, {len(report.redelivered)} {verb}"
+    )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@cli.command()
 def manifest(
     kind: Annotated[str, typer.Argument(help="slack or github")],
     url: Annotated[

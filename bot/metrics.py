@@ -62,6 +62,14 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.reconciler = Counter(
+            "deploybot_reconciler_results_total",
+            "What the reconciler did with deliveries GitHub failed to make, by result: "
+            "redelivered, stored (the inbox had it), asked_before (asked already, or backing "
+            "off); and error: GitHub refused to list deliveries or to redeliver one.",
+            ["result"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

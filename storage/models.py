@@ -351,3 +351,22 @@ class OutboxEffect(SQLModel, table=True):
     sent_at: datetime | None = _when()
     lease_owner: str | None = None
     lease_until: datetime | None = _when()
+
+
+class HookRedelivery(SQLModel, table=True):
+    """A failed webhook delivery attempt (GitHub's delivery id) that the reconciler claimed,
+    and when it asked GitHub to deliver it again (`requested_at`). The row is the claim: the
+    replica that inserts it asks, the others skip it. A claim with no `requested_at` whose
+    `claimed_at` is older than the reconciler's lease was left by a replica that died asking."""
+
+    __tablename__ = "hook_redelivery"
+
+    delivery_id: int = _github_id(primary_key=True)
+    guid: str = Field(index=True)  # the X-GitHub-Delivery header; shared by its redeliveries
+    event: str
+    action: str | None = None
+    status_code: int | None = None
+    delivered_at: datetime = _when(nullable=False)
+    claimed_by: str
+    claimed_at: datetime = _when(nullable=False)
+    requested_at: datetime | None = _when()
