@@ -427,8 +427,11 @@ def api_router(
         and what came of it (refusals and `--force` overrides included). An OIDC caller sees
         its own repository's entries only."""
         repository = caller.scope(repository)
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
+        if since is not None:
+            try:
+                since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+            except OverflowError:
+                raise HTTPException(422, "`since` is out of range") from None
         async with readers() as session:
             found = await audit.entries(
                 session, since=since, repository=repository, after=after, limit=limit

@@ -80,7 +80,13 @@ def create_app(
     )
     slack_client = web_client(settings)
     dispatcher = OutboxDispatcher(
-        github=github, slack=slack_client, sessions=sessions, metrics=metrics, owner=owner
+        github=github,
+        # Its posts are retried by the outbox, which looks for them in Slack first; a
+        # client that resends a post after a dropped connection would skip that look.
+        slack=web_client(settings, retry_connections=False),
+        sessions=sessions,
+        metrics=metrics,
+        owner=owner,
     )
     context = Context(github=github, config_path=settings.deploybot_config_path)
     worker = InboxWorker(

@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -56,6 +57,8 @@ from integrations.github_app import (
 from storage import installations, outbox, releases
 from storage.models import OutboxEffect, OutboxStatus, utcnow
 from storage.models import Release as ReleaseRow
+
+log = structlog.get_logger(__name__)
 
 # Slack errors that no retry can fix.
 _SLACK_PERMANENT = {
@@ -281,30 +284,46 @@ class OutboxDispatcher(QueueWorker):
 
         Slack has no idempotency key, so each post carries its outbox key as message
         metadata. Only an effect whose earlier try may have reached Slack is looked up: one
-        that failed (a timeout can hide a post Slack took) or whose sender died holding it."""
+        that failed (a timeout can hide a post Slack took), whose sender died holding it, or
+        that came back from the dead letters. Only messages since the effect was written
+        are read (Slack pages these calls small), page by page."""
         if not item.interrupted and item.attempts == 0:
             return None
-        if thread is not None:
-            try:
-                found = await self.slack.conversations_replies(
-                    channel=channel, ts=thread, include_all_metadata=True, limit=1000
-                )
-            except SlackApiError as exc:
-                if exc.response.get("error") == "thread_not_found":
-                    return None  # no thread, so nothing was posted in it
-                raise
-        else:
-            since = item.created_at - timedelta(minutes=1)
-            found = await self.slack.conversations_history(
-                channel=channel, include_all_metadata=True, oldest=f"{since.timestamp():.6f}"
-            )
-        for message in found.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if (
-                metadata.get("event_type") == _EVENT_TYPE
-                and (metadata.get("event_payload") or {}).get("key") == key
-            ):
-                return str(message.get("ts"))
+        since = f"{(item.created_at - timedelta(minutes=1)).timestamp():.6f}"
+        cursor = None
+        try:
+            for _ in range(_LOOKUP_PAGES):
+                if thread is not None:
+                    found = await self.slack.conversations_replies(
+                        channel=channel,
+                        ts=thread,
+                        oldest=since,
+                        include_all_metadata=True,
+                        cursor=cursor,
+                    )
+                else:
+                    found = await self.slack.conversations_history(
+                        channel=channel, oldest=since, include_all_metadata=True, cursor=cursor
+                    )
+                for message in found.get("messages") or []:
+                    metadata = message.get("metadata") or {}
+                    if (
+                        metadata.get("event_type") == _EVENT_TYPE
+                        and (metadata.get("event_payload") or {}).get("key") == key
+                    ):
+                        return str(message.get("ts"))
+                cursor = (found.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if error == "thread_not_found":
+                return None  # no thread, so nothing was posted in it
+            if error in _LOOKUP_NOT_ALLOWED:
+                # An install from before the history scopes: post as before, and say why.
+                log.warning("cannot look for an earlier post; posting", key=key, error=error)
+                return None
+            raise
         return None
 
     async def _channel_message(self, item: OutboxEffect, effect: ChannelMessage) -> str:
@@ -531,6 +550,9 @@ def _same_deployment(payload: dict[str, Any], effect: CreateDeployment) -> bool:
 
 
 _EVENT_TYPE = "deploybot_effect"
+_LOOKUP_PAGES = 10
+# The app was installed before it asked for the history scopes, or is not in the channel.
+_LOOKUP_NOT_ALLOWED = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})
 
 
 def _metadata(key: str) -> dict[str, Any]:

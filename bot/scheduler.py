@@ -29,7 +29,6 @@ from integrations.github_app import (
     GitHubApp,
     GitHubError,
     GitHubNotFound,
-    GitHubPermissionDenied,
     GitHubValidationFailed,
     InstallationClient,
 )
@@ -203,7 +202,7 @@ class Scheduler:
                         repository=row.repository,
                         sha=row.commit_sha,
                     )
-            except (GitHubNotFound, GitHubValidationFailed, GitHubPermissionDenied) as exc:
+            except (GitHubNotFound, GitHubValidationFailed) as exc:
                 # No retry changes this answer: waiting would hold the queue up for ever.
                 reason = f"GitHub cannot say whether its checks are green ({exc})."
                 async with self.sessions.begin() as session:

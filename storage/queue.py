@@ -156,9 +156,14 @@ class WorkQueue(Generic[Row]):
         result: Any = await session.execute(
             sa.update(self.table)
             .where(self.table.id == item_id, self.table.status == DEAD)
-            .values(status=PENDING, attempts=0, next_attempt_at=now)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, **self._may_have_sent())
         )
         return bool(result.rowcount)
+
+    def _may_have_sent(self) -> dict[str, Any]:
+        """A dead letter's tries may have reached the other side: with its attempt count
+        reset, only `interrupted` tells the sender to look before sending again."""
+        return {"interrupted": True} if hasattr(self.table, "interrupted") else {}
 
     async def dead_count(self, session: AsyncSession) -> int:
         """Rows given up on and not put back in line (what a dead-letter gauge shows)."""
@@ -180,7 +185,7 @@ class WorkQueue(Generic[Row]):
         result = await session.execute(
             sa.update(self.table)
             .where(where)
-            .values(status=PENDING, attempts=0, next_attempt_at=now)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, **self._may_have_sent())
             .returning(self.table)
             .execution_options(synchronize_session=False)
         )

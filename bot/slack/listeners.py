@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -22,15 +23,16 @@ from bot.slack.rollbacks import Rollbacks
 from integrations.github_app import GitHubApp
 
 
-def web_client(settings: Settings) -> AsyncWebClient:
-    """The bot's Web API client: `SLACK_API_URL`, retrying connection errors and 429s."""
+def web_client(settings: Settings, *, retry_connections: bool = True) -> AsyncWebClient:
+    """The bot's Web API client: `SLACK_API_URL`, retrying 429s and (`retry_connections`)
+    connection errors."""
+    handlers: list[AsyncRetryHandler] = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
+    if retry_connections:
+        handlers.insert(0, AsyncConnectionErrorRetryHandler(max_retry_count=2))
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-        ],
+        retry_handlers=handlers,
     )
 
 
