@@ -30,7 +30,7 @@ from bot.slack.access import Access, Invocation, Refused
 from bot.slack.blocks import escape
 from bot.slack.rollbacks import Rollbacks
 from integrations.github_app import GitHubApp, GitHubError
-from storage import installations, releases
+from storage import audit, installations, releases
 from storage.models import Release as ReleaseRow
 from storage.models import utcnow
 
@@ -113,7 +113,7 @@ class ButtonActions:
     async def _decision(self, user: str, action: dict[str, Any]) -> str | None:
         rollout_id = rollout_id_of(str(action.get("value", "")))
         if rollout_id is None:
-            return "That button is not one of deploybot's."
+            return await self._refused(user, action, "That button is not one of deploybot's.")
         async with self.sessions() as session:
             found = await releases.get_rollout(session, rollout_id=rollout_id)
             release = (
@@ -127,7 +127,7 @@ class ButtonActions:
                 else None
             )
         if found is None or release is None:
-            return "That deploy request no longer exists."
+            return await self._refused(user, action, "That deploy request no longer exists.")
         try:
             pipeline = conductor.pipeline_of(release)
         except PipelineError:
@@ -173,7 +173,7 @@ class ButtonActions:
         """Open the rollback modal (`rollback:<release>:<env>`) for someone who may roll back."""
         found = await self._release_of(action, "rollback")
         if isinstance(found, str):
-            return escape(found)
+            return await self._refused(user, action, escape(found))
         release, environment = found
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
             "channel_id"
@@ -192,13 +192,13 @@ class ButtonActions:
         someone deploybot knows on GitHub who may write to the repository."""
         found = await self._release_of(action, "promote")
         if isinstance(found, str):
-            return escape(found)
+            return await self._refused(user, action, escape(found))
         release, environment = found
         command = Command(Verb.DEPLOY, repository=release.repository, environment=environment)
         try:
             repo = await self.access.repo(command, Invocation(text="", user=user, channel=""))
         except Refused as refusal:
-            return str(refusal)
+            return await self._refused(user, action, str(refusal), release.repository, environment)
         except GitHubError as exc:
             log.warning("permission lookup failed", error=str(exc))
             return "GitHub could not confirm your permission; try again in a minute."
@@ -240,18 +240,20 @@ class ButtonActions:
         steer = {"pause": "pause", "resume": "resume"}.get(str(action.get("action_id")))
         expected = "step" if steer is None else "rollout"
         if kind != expected or not _DIGITS.fullmatch(number):
-            return "That button is not one of deploybot's."
+            return await self._refused(user, action, "That button is not one of deploybot's.")
         async with self.sessions() as session:
             found = await releases.get_rollout(session, rollout_id=int(number))
         if found is None:
-            return "That rollout no longer exists."
+            return await self._refused(user, action, "That rollout no longer exists.")
         rollout = found[1]
         verb = Verb.PAUSE if steer == "pause" else Verb.RESUME if steer else Verb.DEPLOY
         command = Command(verb, repository=rollout.repository, environment=rollout.environment)
         try:
             repo = await self.access.repo(command, Invocation(text="", user=user, channel=""))
         except Refused as refusal:
-            return str(refusal)
+            return await self._refused(
+                user, action, str(refusal), rollout.repository, rollout.environment
+            )
         except GitHubError as exc:
             log.warning("permission lookup failed", error=str(exc))
             return "GitHub could not confirm your permission; try again in a minute."
@@ -267,6 +269,28 @@ class ButtonActions:
         if outcome.effects:
             self.on_change()
         return escape(outcome.refusal) if outcome.refusal is not None else None
+
+    async def _refused(
+        self,
+        user: str,
+        action: dict[str, Any],
+        text: str,
+        repository: str | None = None,
+        environment: str | None = None,
+    ) -> str:
+        """A click refused before the rules are asked (no permission, a button that is not
+        deploybot's or whose moment is gone): audited, then said to the clicker."""
+        async with self.sessions.begin() as session:
+            audit.record(
+                session,
+                actor=user,
+                source="slack",
+                action=f"button {action.get('action_id')}",
+                repository=repository,
+                environment=environment,
+                detail={"refused": text, "value": str(action.get("value", ""))[:200]},
+            )
+        return text
 
     async def _release_of(self, action: dict[str, Any], kind: str) -> tuple[ReleaseRow, str] | str:
         value = str(action.get("value", ""))

@@ -100,6 +100,12 @@ class SlashCommands:
             log.exception("slash command failed")
             await quietly(reply.private("Something went wrong in deploybot; it was logged."))
 
+    async def audit_malformed(self, inv: Invocation) -> None:
+        """A malformed command, answered in the ack itself: into the audit log after it."""
+        command = parse_slash(inv.text)
+        if isinstance(command, CommandError):
+            await self._audit_refusal(inv, command, escape(command.text))
+
     async def _audit_refusal(
         self, inv: Invocation, command: Command | CommandError, refusal: str
     ) -> None:

@@ -86,6 +86,7 @@ def register(
         answer = commands.immediate(command.get("text") or "")
         if answer is not None:
             await ack(response_type="ephemeral", text=answer)
+            await commands.audit_malformed(Invocation.from_command(command))
             return
         await ack()
         await commands.run(Invocation.from_command(command), client)

@@ -25,7 +25,7 @@ from bot.slack import modals
 from bot.slack.access import Access, Invocation, Refused, Reply, Repo, quietly
 from bot.slack.blocks import escape
 from integrations.github_app import GitHubError
-from storage import releases
+from storage import audit, releases
 from storage.models import utcnow
 
 log = structlog.get_logger(__name__)
@@ -107,6 +107,16 @@ class Rollbacks:
             env = self.access.environment(repo, command)
             await self.open(client, trigger_id=trigger_id, repo=repo, env=env, meta=meta)
         except Refused as refusal:
+            async with self.sessions.begin() as session:
+                audit.record(
+                    session,
+                    actor=user,
+                    source="slack",
+                    action="button rollback",
+                    repository=repository,
+                    environment=environment,
+                    detail={"refused": str(refusal)},
+                )
             return str(refusal)
         except GitHubError as exc:
             log.warning("rollback: GitHub failed", error=str(exc))

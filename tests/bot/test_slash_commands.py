@@ -8,6 +8,7 @@ which the Slack emulator records: ephemeral answers in `ephemerals`, in-channel 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -492,6 +493,27 @@ async def test_the_home_tab_shows_each_repository_and_answers_its_clicks(story: 
     await story.eventually(lambda: "⚠️" in str(story.slack.home_views.get("U0MALLORY", {})))
     assert "does not know your GitHub login" in str(story.slack.home_views["U0MALLORY"])
     assert story.slack.invalid_calls == []
+    # Refused before the rules were asked: the click is in the audit log.
+    async with story.sessions() as session:
+        clicks = sa.select(AuditEvent).where(AuditEvent.action == "button promote")
+        (entry,) = (await session.execute(clicks)).scalars().all()
+    assert (entry.actor, entry.source, entry.repository) == ("U0MALLORY", "slack", "acme/api")
+    assert "does not know your GitHub login" in entry.detail["refused"]
+
+
+async def test_a_malformed_command_answered_in_the_ack_is_audited(story: Story) -> None:
+    said = await answer(story, "acme/api to", user="U0BOB")
+    assert "Usage" in said or "usage" in said
+    # The ack goes first; the entry is written right after it.
+    for _ in range(100):
+        async with story.sessions() as session:
+            entries = (await session.execute(sa.select(AuditEvent))).scalars().all()
+        if entries:
+            break
+        await asyncio.sleep(0.02)
+    (entry,) = entries
+    assert (entry.actor, entry.source, entry.action) == ("U0BOB", "slack", "/deploy")
+    assert entry.detail["text"] == "acme/api to"
 
 
 # --- what was confirmed is what happens ---------------------------------------------------
