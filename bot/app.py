@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -73,6 +74,7 @@ def create_app(
     sessions = db.session_factory(engine)
     metrics = Metrics()
     owner = worker_id()
+    lease = timedelta(seconds=settings.deploybot_lease_seconds)
     github = GitHubApp(
         app_id=settings.github_app_id,
         private_key=settings.private_key_pem(),
@@ -87,6 +89,7 @@ def create_app(
         sessions=sessions,
         metrics=metrics,
         owner=owner,
+        lease=lease,
     )
     context = Context(github=github, config_path=settings.deploybot_config_path)
     worker = InboxWorker(
@@ -95,6 +98,7 @@ def create_app(
         on_handled=dispatcher.wake,
         metrics=metrics,
         owner=owner,
+        lease=lease,
     )
     probe = HealthProbe()
     scheduler = Scheduler(
@@ -104,6 +108,7 @@ def create_app(
         owner=owner,
         tick_seconds=settings.deploybot_tick_seconds,
         on_change=dispatcher.wake,
+        lease=lease,
     )
     slack = build_slack_app(
         settings, slack_client, sessions=sessions, github=github, on_change=dispatcher.wake

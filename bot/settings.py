@@ -60,6 +60,7 @@ class Settings(DatabaseSettings):
     )
     deploybot_oidc_audience: str = Field("deploybot")
     deploybot_tick_seconds: float = Field(5.0, gt=0)
+    deploybot_lease_seconds: float = Field(60.0, gt=0)
     deploybot_config_path: str = Field(".github/deploybot.yml")
     deploybot_log_format: Literal["json", "console"] | None = Field(None)
     deploybot_host: str = Field("0.0.0.0")  # noqa: S104
