@@ -87,6 +87,18 @@ class ServeProcess:
         self.process.wait()
         self._log.close()
 
+    def pause(self) -> None:
+        """SIGSTOP, as a long GC pause or a frozen VM would: the process stops where it is,
+        holding its connections and leases, and knows nothing of the time that passes."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused process goes on where it stopped."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def restart(self, timeout: float = 30) -> ServeProcess:
         """Start again on the same port and database (after `kill` or `stop`); `output()`
         keeps what the earlier runs logged."""
