@@ -29,6 +29,8 @@ CONTRACT_VARIABLES = {
     # CONTRACT §1: serve's defaults
     "DEPLOYBOT_HOST",
     "DEPLOYBOT_PORT",
+    # Beyond the contract, documented in the README: how long a dead replica's work waits.
+    "DEPLOYBOT_LEASE_SECONDS",
 }
 
 
@@ -64,6 +66,7 @@ def test_defaults(make_settings) -> None:
         ({"DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
         ({"DEPLOYBOT_TICK_SECONDS": "-1"}, "DEPLOYBOT_TICK_SECONDS"),
         ({"DEPLOYBOT_TICK_SECONDS": "soon"}, "DEPLOYBOT_TICK_SECONDS"),
+        ({"DEPLOYBOT_LEASE_SECONDS": "0"}, "DEPLOYBOT_LEASE_SECONDS"),
         ({"DEPLOYBOT_LOG_FORMAT": "xml"}, "DEPLOYBOT_LOG_FORMAT"),
         ({"DEPLOYBOT_PORT": "99999"}, "DEPLOYBOT_PORT"),
     ],
