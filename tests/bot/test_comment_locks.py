@@ -79,3 +79,19 @@ async def test_queue_waits_for_the_lock_and_the_holder_goes_first(story: Story) 
     # Waiting for someone's lock puts nobody ahead of the holder.
     await say(story, "/deploy stage", "alice", 3)
     assert len(story.deployments("stage")) == 1
+
+
+async def test_commands_from_a_forks_author_without_write_are_refused(story: Story) -> None:
+    forked = pull_request("opened", number=9, sha=HEAD, title="Locks", author="forker")
+    forked["pull_request"]["head"]["repo"] = {
+        **forked["pull_request"]["head"]["repo"],
+        "full_name": "forker/api",
+        "fork": True,
+    }
+    story.github.respond("pulls/get", body=forked["pull_request"])
+    story.github.set_permission(OWNER, NAME, "forker", "read")
+    for number, text in enumerate(["/deploy stage", "/lock stage", "/approve production"], 1):
+        await say(story, text, "forker", 100 + number)
+        assert "need write permission on acme/api; you have `read`" in replies(story)[-1]
+    assert story.deployments("stage") == []
+    assert "locked" not in story.thread()
