@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -92,12 +93,10 @@ async def deploy(
             wait=wait,
         ),
     )
-    saved = await _save(session, release, outcome)
+    asked = Asked(requester, source, "deploy", name, release.commit_sha)
+    saved = await _save(session, release, outcome, asked)
     if force and not saved.refused:
         _audit_force(session, release, name, requester, freeze, saved, source)
-    _audit(
-        session, saved, requester, source, "deploy", release.repository, name, release.commit_sha
-    )
     return saved
 
 
@@ -133,16 +132,22 @@ def _audit_force(
         audit.record(session, action="force", detail=overrode, **where)
 
 
-def _audit(
-    session: AsyncSession,
-    outcome: Outcome,
-    actor: Person,
-    source: str,
-    action: str,
-    repository: str,
-    environment: str | None,
-    commit_sha: str | None,
-) -> None:
+@dataclass(frozen=True)
+class Asked:
+    """Who asked for a decision, from where (`slack`, `github`, `api`, `scheduler`), for
+    what, about which environment and commit: the audit entry its outcome is saved with."""
+
+    actor: Person
+    source: str
+    action: str
+    environment: str | None = None
+    commit_sha: str | None = None
+
+
+DEPLOY_SYSTEM = Person(github="github")  # statuses come from whatever deploys
+
+
+def _audit(session: AsyncSession, outcome: Outcome, asked: Asked, repository: str) -> None:
     """Record a request and what came of it: the rollouts it changed, or the refusal."""
     detail: dict[str, Any] = {}
     if outcome.refusal is not None:
@@ -154,12 +159,12 @@ def _audit(
         ]
     audit.record(
         session,
-        actor=actor.label,
-        source=source,
-        action=action,
+        actor=asked.actor.label,
+        source=asked.source,
+        action=asked.action,
         repository=repository,
-        environment=environment,
-        commit_sha=commit_sha,
+        environment=asked.environment,
+        commit_sha=asked.commit_sha,
         detail=detail,
     )
 
@@ -191,19 +196,9 @@ async def decide(
         now=now,
         reason=reason,
     )
-    saved = await _save(session, release, outcome)
     action = "approve" if approve else "reject"
-    _audit(
-        session,
-        saved,
-        person,
-        source,
-        action,
-        release.repository,
-        rollout.environment,
-        rollout.commit_sha,
-    )
-    return saved
+    asked = Asked(person, source, action, rollout.environment, rollout.commit_sha)
+    return await _save(session, release, outcome, asked)
 
 
 async def awaiting_approval(
@@ -260,18 +255,10 @@ async def report(
             description=description,
         ),
     )
-    await _save(session, release, outcome, request=False)
-    if outcome.rollouts:
-        _audit(
-            session,
-            outcome,
-            Person(github="github"),
-            "github",
-            f"deployment {state}",
-            release.repository,
-            rollout.environment,
-            rollout.commit_sha,
-        )
+    asked = Asked(
+        DEPLOY_SYSTEM, "github", f"deployment {state}", rollout.environment, rollout.commit_sha
+    )
+    await _save(session, release, outcome, asked, request=False)
     await _promote_on_success(session, release, outcome, now, "github")
     return outcome
 
@@ -308,18 +295,12 @@ async def probed(
             rollback_id=new_id,
         ),
     )
-    await _save(session, release, outcome, request=False)
-    if any(r.status is not Status.VERIFYING for r in outcome.rollouts):
-        _audit(
-            session,
-            outcome,
-            machine.BOT,
-            "scheduler",
-            "health verdict",
-            release.repository,
-            rollout.environment,
-            rollout.commit_sha,
-        )
+    # A probe that only keeps a rollout verifying is no decision worth an entry.
+    verdict = any(r.status is not Status.VERIFYING for r in outcome.rollouts)
+    asked = Asked(
+        machine.BOT, "scheduler", "health verdict", rollout.environment, rollout.commit_sha
+    )
+    await _save(session, release, outcome, asked if verdict else None, request=False)
     await _promote_on_success(session, release, outcome, now, "scheduler")
     return outcome
 
@@ -347,7 +328,7 @@ async def steer(
         )
         if rollout_id is None:
             refused = Outcome(refusal=f"Nothing is being deployed to `{environment}` right now.")
-            _audit(session, refused, person, source, action, repository, environment, None)
+            _audit(session, refused, Asked(person, source, action, environment), repository)
             return refused
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
@@ -364,18 +345,8 @@ async def steer(
         outcome = machine.promote_step(
             pipeline=pipeline_of(release), release=value, rollout=rollout, person=person, now=now
         )
-    saved = await _save(session, release, outcome, request=False)
-    _audit(
-        session,
-        saved,
-        person,
-        source,
-        action,
-        release.repository,
-        rollout.environment,
-        rollout.commit_sha,
-    )
-    return saved
+    asked = Asked(person, source, action, rollout.environment, rollout.commit_sha)
+    return await _save(session, release, outcome, asked, request=False)
 
 
 async def _promote_on_success(
@@ -410,18 +381,8 @@ async def deploy_on_its_own(
                 now=now,
             ),
         )
-        saved = await _save(session, release, queued, request=False)
-        _audit(
-            session,
-            saved,
-            machine.BOT,
-            source,
-            "deploy",
-            release.repository,
-            env.name,
-            release.commit_sha,
-        )
-        return saved
+        asked = Asked(machine.BOT, source, "deploy", env.name, release.commit_sha)
+        return await _save(session, release, queued, asked, request=False)
     outcome = await deploy(
         session,
         release=release,
@@ -483,22 +444,31 @@ async def _surroundings(
 
 
 async def _save(
-    session: AsyncSession, release: ReleaseRow, outcome: Outcome, *, request: bool = True
+    session: AsyncSession,
+    release: ReleaseRow,
+    outcome: Outcome,
+    asked: Asked | None = None,
+    *,
+    request: bool = True,
 ) -> Outcome:
-    """Save an outcome. For a person's request (`request`), losing the race for the
-    environment to another request is a refusal; anywhere else it is an error to retry."""
+    """Save an outcome, and with `asked` its audit entry when it changed or refused
+    something. For a person's request (`request`), losing the race for the environment to
+    another request is a refusal; anywhere else it is an error to retry."""
     assert release.id is not None
+    saved = outcome
     if not request:
         await releases.save_outcome(session, release_id=release.id, outcome=outcome)
-        return outcome
-    try:
-        async with session.begin_nested():
-            await releases.save_outcome(session, release_id=release.id, outcome=outcome)
-    except IntegrityError:
-        # Another request took the environment between our read and our write: the
-        # database's one-active-rollout rule decided, so this one is refused.
-        return Outcome(refusal="The environment just became busy with another deploy.")
-    return outcome
+    else:
+        try:
+            async with session.begin_nested():
+                await releases.save_outcome(session, release_id=release.id, outcome=outcome)
+        except IntegrityError:
+            # Another request took the environment between our read and our write: the
+            # database's one-active-rollout rule decided, so this one is refused.
+            saved = Outcome(refusal="The environment just became busy with another deploy.")
+    if asked is not None and (saved.rollouts or saved.refused):
+        _audit(session, saved, asked, release.repository)
+    return saved
 
 
 def refusal_comment(release: ReleaseRow, key: str, text: str) -> PullRequestComment | None:
@@ -539,7 +509,7 @@ async def rollback(
     )
     if found is None:
         refused = Outcome(refusal=f"Nothing has been deployed to `{environment}` yet.")
-        _audit(session, refused, requester, source, "rollback", repository, environment, None)
+        _audit(session, refused, Asked(requester, source, "rollback", environment), repository)
         return refused, None
     row, current = found
     if from_release is not None and row.release_id != from_release:
@@ -548,7 +518,7 @@ async def rollback(
             refusal=f"`{current.environment}` now runs {current.commit_sha[:7]} from another "
             f"pull request; roll back from that thread or with `/rollback`."
         )
-        _audit(session, refused, requester, source, "rollback", repository, environment, None)
+        _audit(session, refused, Asked(requester, source, "rollback", environment), repository)
         return refused, None
     release = await releases.get_release(session, release_id=row.release_id)
     assert release is not None
@@ -571,18 +541,8 @@ async def rollback(
             now=now,
         ),
     )
-    saved = await _save(session, release, outcome)
-    _audit(
-        session,
-        saved,
-        requester,
-        source,
-        "rollback",
-        repository,
-        current.environment,
-        target_sha,
-    )
-    return saved, release
+    asked = Asked(requester, source, "rollback", current.environment, target_sha)
+    return await _save(session, release, outcome, asked), release
 
 
 async def abandon(session: AsyncSession, *, rollout_id: int, reason: str, now: datetime) -> Outcome:
@@ -609,18 +569,10 @@ async def abandon(session: AsyncSession, *, rollout_id: int, reason: str, now: d
             now=now,
         ),
     )
-    saved = await _save(session, release, outcome, request=False)
-    _audit(
-        session,
-        saved,
-        Person(github="github"),
-        "github",
-        "deployment refused",
-        release.repository,
-        rollout.environment,
-        rollout.commit_sha,
+    asked = Asked(
+        DEPLOY_SYSTEM, "github", "deployment refused", rollout.environment, rollout.commit_sha
     )
-    return saved
+    return await _save(session, release, outcome, asked, request=False)
 
 
 async def head_moved(session: AsyncSession, *, release: ReleaseRow) -> None:
@@ -700,16 +652,10 @@ async def start_queued(
             outcome,
             "scheduler",
         )
-    _audit(
-        session,
-        outcome,
-        rollout.requested_by,
-        "scheduler",
-        "queued deploy",
-        release.repository,
-        rollout.environment,
-        rollout.commit_sha,
+    asked = Asked(
+        rollout.requested_by, "scheduler", "queued deploy", rollout.environment, rollout.commit_sha
     )
+    _audit(session, outcome, asked, release.repository)
     return outcome
 
 
@@ -727,18 +673,10 @@ async def cancel_queued(
     outcome = deploy_queue.cancel(
         release=releases.release_value(release), rollout=rollout, reason=reason
     )
-    await _save(session, release, outcome, request=False)
-    _audit(
-        session,
-        outcome,
-        machine.BOT,
-        "scheduler",
-        "queued deploy",
-        release.repository,
-        rollout.environment,
-        rollout.commit_sha,
+    asked = Asked(
+        machine.BOT, "scheduler", "queued deploy", rollout.environment, rollout.commit_sha
     )
-    return outcome
+    return await _save(session, release, outcome, asked, request=False)
 
 
 async def lock(
@@ -880,16 +818,8 @@ async def gate(
         now=now,
     )
     if outcome.effects:
-        _audit(
-            session,
-            outcome,
-            requester,
-            "github",
-            "protection rule",
-            release.repository,
-            environment,
-            release.commit_sha,
-        )
+        asked = Asked(requester, "github", "protection rule", environment, release.commit_sha)
+        _audit(session, outcome, asked, release.repository)
     return outcome
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.pipeline.config import parse_pipeline
+from bot.pipeline.config import Pipeline, parse_pipeline
 from bot.pipeline.effects import CreateDeployment, ThreadReply
 from bot.pipeline.machine import (
     Outcome,
@@ -63,9 +63,16 @@ def start(environment: str = "production") -> Rollout:
     return rollout
 
 
-def report(rollout: Rollout, state: str, at: datetime, last_good: str | None = GOOD) -> Outcome:
+def report(
+    rollout: Rollout,
+    state: str,
+    at: datetime,
+    last_good: str | None = GOOD,
+    *,
+    pipeline: Pipeline = PIPELINE,
+) -> Outcome:
     return deployment_reported(
-        pipeline=PIPELINE,
+        pipeline=pipeline,
         release=RELEASE,
         rollout=rollout,
         state=state,
@@ -75,16 +82,38 @@ def report(rollout: Rollout, state: str, at: datetime, last_good: str | None = G
     )
 
 
-def probe(rollout: Rollout, at: datetime, *, healthy: bool = True, last_good: str | None = GOOD):
-    evidence = replace(HEALTHY if healthy else SICK, at=at)
+def probe(
+    rollout: Rollout,
+    at: datetime,
+    *,
+    healthy: bool = True,
+    last_good: str | None = GOOD,
+    pipeline: Pipeline = PIPELINE,
+    evidence: Evidence | None = None,
+) -> Outcome:
+    """A probe at `at`: healthy or sick by the HTTP check, or the `evidence` given."""
+    seen = evidence or replace(HEALTHY if healthy else SICK, at=at)
     return probed(
-        pipeline=PIPELINE,
+        pipeline=pipeline,
         release=RELEASE,
         rollout=rollout,
-        evidence=evidence,
+        evidence=seen,
         now=at,
         last_good_sha=last_good,
         rollback_id=200,
+    )
+
+
+def give_up(rollout: Rollout, last_good: str | None = GOOD) -> Outcome:
+    """GitHub refused the rollout's deployment for good."""
+    return abandon(
+        pipeline=PIPELINE,
+        release=RELEASE,
+        rollout=rollout,
+        reason="GitHub refused it",
+        last_good_sha=last_good,
+        rollback_id=200,
+        now=NOW,
     )
 
 
@@ -252,15 +281,7 @@ def test_without_health_checks_a_step_waits_its_pause() -> None:
     assert waiting.next_check_at == NOW + timedelta(minutes=2)
     assert "waiting for 2m before the next step" in replies(outcome)
     quiet = Evidence(True, "no health checks configured", NOW + timedelta(minutes=2))
-    moved = probed(
-        pipeline=PIPELINE,
-        release=RELEASE,
-        rollout=waiting,
-        evidence=quiet,
-        now=quiet.at,
-        last_good_sha=None,
-        rollback_id=200,
-    )
+    moved = probe(waiting, quiet.at, evidence=quiet, last_good=None)
     assert (moved.rollouts[0].step, moved.rollouts[0].weight) == (1, 100)
     assert deployments(moved)[0].task == "deploy"
     # The last step has no health to soak: its success is the rollout's.
@@ -458,30 +479,14 @@ environments:
 """
     )
     at_25 = replace(start(), step=2, weight=25)
-    outcome = deployment_reported(
-        pipeline=shortened,
-        release=RELEASE,
-        rollout=at_25,
-        state="success",
-        now=NOW,
-        last_good_sha=GOOD,
-        rollback_id=200,
-    )
+    outcome = report(at_25, "success", NOW, pipeline=shortened)
     (moved,) = outcome.rollouts
     assert (moved.status, moved.step, moved.weight) == (Status.PENDING, 3, 100)
     (deployment,) = deployments(outcome)
     assert (deployment.task, deployment.payload["weight"]) == ("deploy", 100)
     plain = parse_pipeline("environments: [{name: production}]")
     verifying = replace(at_25, status=Status.VERIFYING)
-    again = probed(
-        pipeline=plain,
-        release=RELEASE,
-        rollout=verifying,
-        evidence=HEALTHY,
-        now=NOW,
-        last_good_sha=GOOD,
-        rollback_id=200,
-    )
+    again = probe(verifying, NOW, pipeline=plain)
     assert again.rollouts[0].weight == 100 and deployments(again)[0].task == "deploy"
 
 
@@ -496,26 +501,10 @@ def test_a_held_step_that_fails_a_check_is_no_longer_promotable() -> None:
 
 def test_a_refused_step_with_traffic_rolls_back_but_a_refused_first_step_just_fails() -> None:
     at_10 = replace(start(), step=1, weight=10)
-    outcome = abandon(
-        pipeline=PIPELINE,
-        release=RELEASE,
-        rollout=at_10,
-        reason="GitHub refused it",
-        last_good_sha=GOOD,
-        rollback_id=200,
-        now=NOW,
-    )
+    outcome = give_up(at_10)
     failed, rollback = outcome.rollouts
     assert failed.status is Status.FAILURE and rollback.commit_sha == GOOD
-    first = abandon(
-        pipeline=PIPELINE,
-        release=RELEASE,
-        rollout=start(),
-        reason="GitHub refused it",
-        last_good_sha=GOOD,
-        rollback_id=200,
-        now=NOW,
-    )
+    first = give_up(start())
     assert [r.status for r in first.rollouts] == [Status.FAILURE]
 
 
@@ -526,29 +515,13 @@ def test_a_step_deployed_while_paused_waits_its_whole_pause_after_the_resume() -
     back = NOW + timedelta(minutes=20)
     resumed = resume(release=RELEASE, rollout=deployed, person=BOB, now=back).rollouts[0]
     quiet = Evidence(True, "no health checks configured", back)
-    first = probed(
-        pipeline=PIPELINE,
-        release=RELEASE,
-        rollout=resumed,
-        evidence=quiet,
-        now=back,
-        last_good_sha=None,
-        rollback_id=200,
-    ).rollouts[0]
+    first = probe(resumed, back, evidence=quiet, last_good=None).rollouts[0]
     assert first.step == 0 and first.next_check_at == back + timedelta(minutes=2)
 
 
 def test_a_refused_step_with_nothing_to_go_back_to_takes_the_live_weight_to_zero() -> None:
     at_100 = replace(start(), step=4, weight=100)  # GitHub refused the last step
-    outcome = abandon(
-        pipeline=PIPELINE,
-        release=RELEASE,
-        rollout=at_100,
-        reason="GitHub refused it",
-        last_good_sha=None,
-        rollback_id=200,
-        now=NOW,
-    )
+    outcome = give_up(at_100, last_good=None)
     (failed,) = outcome.rollouts
     assert failed.status is Status.FAILURE and (failed.step, failed.weight) == (3, 50)
     (abort,) = deployments(outcome)
@@ -558,25 +531,9 @@ def test_a_refused_step_with_nothing_to_go_back_to_takes_the_live_weight_to_zero
 def test_a_paused_canary_whose_step_was_dropped_waits_for_the_resume() -> None:
     plain = parse_pipeline("environments: [{name: production}]")
     paused = pause(release=RELEASE, rollout=start(), person=BOB, now=NOW).rollouts[0]
-    outcome = deployment_reported(
-        pipeline=plain,
-        release=RELEASE,
-        rollout=paused,
-        state="success",
-        now=NOW,
-        last_good_sha=GOOD,
-        rollback_id=200,
-    )
+    outcome = report(paused, "success", NOW, pipeline=plain)
     (waiting,) = outcome.rollouts
     assert waiting.status is Status.VERIFYING and not deployments(outcome)
     resumed = resume(release=RELEASE, rollout=waiting, person=BOB, now=NOW).rollouts[0]
-    again = probed(
-        pipeline=plain,
-        release=RELEASE,
-        rollout=resumed,
-        evidence=HEALTHY,
-        now=NOW,
-        last_good_sha=GOOD,
-        rollback_id=200,
-    )
+    again = probe(resumed, NOW, pipeline=plain)
     assert deployments(again)[0].payload["weight"] == 100
