@@ -461,34 +461,25 @@ async def queued(session: AsyncSession, *, now: datetime, limit: int) -> list[Ro
     return list(rows.scalars())
 
 
-async def wake_waiting_for_checks(
-    session: AsyncSession, *, repository: str, commit_sha: str
+async def wake_queue(
+    session: AsyncSession,
+    *,
+    repository: str,
+    environment: str | None = None,
+    commit_sha: str | None = None,
 ) -> None:
-    """Look at the requests queued with `--wait` for this commit at the next tick (one of
-    its checks has just finished)."""
-    await session.execute(
-        sa.update(RolloutRow)
-        .where(
-            sa.func.lower(RolloutRow.repository) == repository.lower(),
-            RolloutRow.commit_sha == commit_sha,
-            RolloutRow.status == Status.QUEUED.value,
-            RolloutRow.wait_checks.is_(True),
-        )
-        .values(next_check_at=None)
-    )
-
-
-async def wake_queue(session: AsyncSession, *, repository: str, environment: str) -> None:
-    """Look at an environment's queued requests at the next tick (its lock was released)."""
-    await session.execute(
-        sa.update(RolloutRow)
-        .where(
-            RolloutRow.repository == repository,
-            sa.func.lower(RolloutRow.environment) == environment.lower(),
-            RolloutRow.status == Status.QUEUED.value,
-        )
-        .values(next_check_at=None)
-    )
+    """Look at a repository's queued requests at the next tick instead of after their
+    wait: an environment's (its lock was released), or a commit's (one of its checks has
+    just finished)."""
+    where = [
+        sa.func.lower(RolloutRow.repository) == repository.lower(),
+        RolloutRow.status == Status.QUEUED.value,
+    ]
+    if environment is not None:
+        where.append(sa.func.lower(RolloutRow.environment) == environment.lower())
+    if commit_sha is not None:
+        where.append(RolloutRow.commit_sha == commit_sha)
+    await session.execute(sa.update(RolloutRow).where(*where).values(next_check_at=None))
 
 
 async def succeeded_since(

@@ -37,7 +37,7 @@ def handler(event: str) -> Callable[[Context, dict[str, Any]], Awaitable[Apply |
             return None
 
         async def apply(session: AsyncSession) -> None:
-            await releases.wake_waiting_for_checks(session, repository=repository, commit_sha=sha)
+            await releases.wake_queue(session, repository=repository, commit_sha=sha)
 
         return apply
 

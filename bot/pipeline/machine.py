@@ -288,7 +288,30 @@ def _queued(
     wait: bool,
 ) -> Outcome:
     """A request that waits in the environment's queue for what `waits` names."""
-    rollout = Rollout(
+    rollout = queued_rollout(
+        release, environment, requester, rollout_id, now, waits, force=force, wait=wait
+    )
+    text = (
+        f"{requester.label} queued {release.short_sha} for `{environment}`: it waits for "
+        f"{' and '.join(waits)}, then deploys on its own."
+    )
+    return _changed(release, rollout, text)
+
+
+def queued_rollout(
+    release: Release,
+    environment: str,
+    requester: Person,
+    rollout_id: int,
+    now: datetime,
+    waits: list[str],
+    *,
+    force: bool = False,
+    wait: bool = False,
+) -> Rollout:
+    """A deploy of the release's commit waiting in the environment's queue, its note
+    naming what it waits for."""
+    return Rollout(
         id=rollout_id,
         repository=release.repository,
         environment=environment,
@@ -300,11 +323,6 @@ def _queued(
         wait_checks=wait,
         note=f"waiting for {' and '.join(waits)}",
     )
-    text = (
-        f"{requester.label} queued {release.short_sha} for `{environment}`: it waits for "
-        f"{' and '.join(waits)}, then deploys on its own."
-    )
-    return _changed(release, rollout, text)
 
 
 def _requests(count: int) -> str:

@@ -87,16 +87,8 @@ def for_checks(
 ) -> Outcome:
     """An automatic deploy where checks are required: it waits in the queue until the
     scheduler has seen its commit's checks, then starts like any queued request."""
-    rollout = Rollout(
-        id=rollout_id,
-        repository=release.repository,
-        environment=environment,
-        commit_sha=release.commit_sha,
-        status=Status.QUEUED,
-        requested_by=requester,
-        created_at=now,
-        wait_checks=True,
-        note="waiting for its checks",
+    rollout = machine.queued_rollout(
+        release, environment, requester, rollout_id, now, ["its checks"], wait=True
     )
     return Outcome(rollouts=(rollout,), effects=(RefreshBoard(release.id, f"{rollout_id}:queued"),))
 
