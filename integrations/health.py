@@ -27,12 +27,15 @@ import re
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import aiohttp
 import httpx
+import yarl
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -128,12 +131,46 @@ class _Malformed(Exception):
     pass
 
 
-class HealthProbe:
-    """Runs health checks with one `httpx.AsyncClient`.
+class _TooManyRedirects(Exception):
+    pass
 
-    `client`: use this client (the caller closes it); without one, the probe creates and owns
-    its own. `timeout` (seconds) bounds each check as a whole, redirects included.
-    `max_redirects` bounds the redirects followed. Every request says
+
+class _Unsupported(Exception):
+    pass
+
+
+class _InvalidURL(Exception):
+    pass
+
+
+# The statuses whose `Location` is followed (as httpx does); any other keeps its status.
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _http_url(url: str | yarl.URL) -> yarl.URL:
+    """An absolute http(s) URL to request, or `_Unsupported` / `_InvalidURL`."""
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError):
+        raise _InvalidURL from None
+    if parsed.scheme not in ("http", "https"):
+        raise _Unsupported
+    if not parsed.host:
+        raise _InvalidURL
+    return parsed
+
+
+class HealthProbe:
+    """Runs health checks: HTTP checks on an `aiohttp.ClientSession` of its own, Prometheus
+    queries on an `httpx.AsyncClient`.
+
+    `client`: run every check on this client (the caller closes it, and decides trust,
+    proxies and limits); without one, the probe creates and owns its clients. Its own HTTP
+    checks take aiohttp because a probe costs a fraction of httpx's CPU there (the scheduler
+    makes thousands a tick; see `bench/scheduler_scale.py`); both clients trust the same CA
+    bundle and honour `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`. `timeout`
+    (seconds) bounds each check as a whole, redirects included. `max_redirects` bounds the
+    redirects followed, `max_connections` the connections open at once. Every request says
     `User-Agent: deploybot-health`.
     """
 
@@ -143,15 +180,23 @@ class HealthProbe:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_redirects: int = MAX_REDIRECTS,
+        max_connections: int = 100,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
-            timeout=timeout, headers={"User-Agent": USER_AGENT}, verify=_default_tls()
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            verify=_default_tls(),
+            limits=httpx.Limits(max_connections=max_connections),
         )
         self._timeout = float(timeout)
         self._max_redirects = max_redirects
+        self._max_connections = max_connections
+        # Made on first use: an aiohttp session belongs to the event loop it is made in.
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
 
     @property
     def timeout(self) -> float:
@@ -159,9 +204,12 @@ class HealthProbe:
         return self._timeout
 
     async def aclose(self) -> None:
-        """Close the client if the probe created it; a client passed in stays open."""
+        """Close the clients the probe created; a client passed in stays open."""
         if self._owns_client:
             await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -178,12 +226,16 @@ class HealthProbe:
         failure to get a status (refused, timeout, TLS, DNS, redirect loop, bad URL) is an
         unhealthy result, e.g. `GET https://stage.example.com/healthz → connection refused`.
         """
-        shown = redact_url(url)
+        shown = _shown(url)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                response, redirects = await self._send(url)
-                await response.aclose()
+                if self._owns_client:
+                    status, redirects = await self._get(url)
+                else:
+                    response, redirects = await self._send(url)
+                    await response.aclose()
+                    status = response.status_code
         except Exception as exc:
             reason = self._describe(exc, url)
             if reason is None:
@@ -192,7 +244,6 @@ class HealthProbe:
             check = CheckResult("http", shown, False, f"GET {shown} → {reason}", elapsed)
             return _single(check)
         elapsed = _since(started)
-        status = response.status_code
         detail = f"GET {shown} → {status} in {_duration(elapsed)}"
         if redirects:
             detail += f" after {_plural(redirects, 'redirect')}"
@@ -316,7 +367,8 @@ class HealthProbe:
             self.check_prometheus(str(spec.url), spec.query, max=spec.max, min=spec.min)
             for spec in prometheus
         )
-        results = await asyncio.gather(*probes)
+        # One check (the usual case) is awaited as it is: a task for it would only cost.
+        results = [await probes[0]] if len(probes) == 1 else await asyncio.gather(*probes)
         checks = tuple(check for result in results for check in result.checks)
         detail = "; ".join(check.detail for check in checks) or "no health checks configured"
         return ProbeResult(
@@ -327,6 +379,53 @@ class HealthProbe:
         )
 
     # --- plumbing -------------------------------------------------------------------------
+
+    async def _get(self, url: str) -> tuple[int, int]:
+        """The final status of a GET of `url` and how many redirects led to it, on the
+        probe's aiohttp session. No body is read: a connection whose body is still coming is
+        closed rather than drained, so a probe stays bounded."""
+        session = self._http()
+        target = _http_url(url)
+        redirects = 0
+        while True:
+            proxy = self._proxy(target)
+            async with session.get(target, allow_redirects=False, proxy=proxy) as response:
+                status = response.status
+                location = response.headers.get("Location") if status in _REDIRECTS else None
+                here = response.url
+            if location is None:
+                return status, redirects
+            if redirects >= self._max_redirects:
+                raise _TooManyRedirects
+            redirects += 1
+            target = _http_url(here.join(yarl.URL(location)))
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=_default_tls()),
+                headers={"User-Agent": USER_AGENT},
+                # The probe's own deadline bounds each check; aiohttp's timers would cost.
+                timeout=aiohttp.ClientTimeout(),
+                # Nothing is read and no cookie is kept: one service's cookies are not
+                # sent to another.
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            # Read once, as httpx does (aiohttp's `trust_env` reads them on every request).
+            found = urllib.request.getproxies_environment()
+            self._proxies = {
+                scheme: found.get(scheme) or found.get("all") for scheme in ("http", "https")
+            }
+        return self._session
+
+    def _proxy(self, url: yarl.URL) -> str | None:
+        """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless
+        `NO_PROXY` exempts its host."""
+        proxy = self._proxies.get(url.scheme)
+        if proxy is None or urllib.request.proxy_bypass_environment(url.host or ""):
+            return None
+        return proxy
 
     async def _send(
         self,
@@ -366,18 +465,20 @@ class HealthProbe:
         the network or the probed service (those propagate: they are bugs)."""
         if isinstance(exc, TimeoutError | httpx.TimeoutException):
             return f"timed out after {_duration(self._timeout * 1000)}"
-        if isinstance(exc, httpx.TooManyRedirects):
+        if isinstance(exc, httpx.TooManyRedirects | _TooManyRedirects):
             return f"too many redirects (more than {self._max_redirects})"
-        if isinstance(exc, httpx.UnsupportedProtocol):
+        if isinstance(exc, httpx.UnsupportedProtocol | _Unsupported):
             return "unsupported URL (needs http:// or https://)"
-        if isinstance(exc, httpx.InvalidURL):
+        if isinstance(exc, httpx.InvalidURL | aiohttp.InvalidURL | _InvalidURL):
             return "invalid URL"
-        if not isinstance(exc, httpx.HTTPError | httpx.StreamError | OSError):
+        if not isinstance(exc, httpx.HTTPError | httpx.StreamError | aiohttp.ClientError | OSError):
             return None
         for cause in _chain(exc):
-            if isinstance(cause, ssl.SSLCertVerificationError):
+            # aiohttp's TLS errors are ssl errors too, wrapping the one that tells.
+            tls = not isinstance(cause, aiohttp.ClientError)
+            if tls and isinstance(cause, ssl.SSLCertVerificationError):
                 return f"TLS error: certificate verify failed: {cause.verify_message}"
-            if isinstance(cause, ssl.SSLError):
+            if tls and isinstance(cause, ssl.SSLError):
                 return f"TLS error: {cause.reason or cause}"
             if isinstance(cause, ConnectionRefusedError):
                 return "connection refused"
@@ -386,7 +487,13 @@ class HealthProbe:
             if isinstance(cause, socket.gaierror):
                 return "host not found"
         text = _clip(_scrub(str(exc) or type(exc).__name__, url), _MAX_ERROR_TEXT)
-        if isinstance(exc, httpx.RemoteProtocolError):
+        if isinstance(
+            exc,
+            httpx.RemoteProtocolError
+            | aiohttp.ServerDisconnectedError
+            | aiohttp.ClientResponseError
+            | aiohttp.ClientPayloadError,
+        ):
             return f"protocol error: {text}"
         return f"connection failed: {text}"
 
@@ -413,6 +520,10 @@ def redact_url(url: str) -> str:
         return _USERINFO.sub(r"\1", url.split("?", 1)[0].split("#", 1)[0])
     query = "&".join(_redact_param(param) for param in parts.query.split("&") if param)
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+# The scheduler shows the same URLs tick after tick.
+_shown = functools.lru_cache(maxsize=16_384)(redact_url)
 
 
 def _redact_param(param: str) -> str:
