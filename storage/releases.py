@@ -7,7 +7,8 @@ caller's transaction, so state and effects commit together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -503,9 +504,10 @@ async def succeeded_since(
 
 async def claim_due_probes(
     session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[RolloutRow]:
-    """Lease verifying rollouts whose next health check is due."""
-    return await leases.claim(
+) -> Sequence[sa.Row[Any]]:
+    """Lease verifying rollouts whose next health check is due, until `now + lease`: plain
+    rows of the rollout table, since a tick may claim thousands."""
+    return await leases.claim_rows(
         session,
         table=RolloutRow,
         due=sa.and_(RolloutRow.status == Status.VERIFYING.value, RolloutRow.next_check_at <= now),
@@ -515,6 +517,74 @@ async def claim_due_probes(
         lease=lease,
         limit=limit,
     )
+
+
+async def claimed_releases(
+    session: AsyncSession, *, owner: str, until: datetime
+) -> dict[int, sa.Row[Any]]:
+    """By id, the releases of the rollouts one claim leased to `owner` until `until`, with
+    what a probe needs of them: the pipeline file, the commit, the pull request."""
+    claimed = sa.select(RolloutRow.release_id).where(
+        RolloutRow.lease_owner == owner, RolloutRow.lease_until == until
+    )
+    rows = await session.execute(
+        sa.select(
+            ReleaseRow.id,
+            ReleaseRow.repository,
+            ReleaseRow.commit_sha,
+            ReleaseRow.pr_number,
+            ReleaseRow.pipeline,
+        ).where(ReleaseRow.id.in_(claimed))
+    )
+    return {row.id: row for row in rows}
+
+
+def probe_value(row: Any) -> Rollout:
+    """The pipeline value of a claimed rollout row (`claim_due_probes`), without its
+    decisions: a probe's outcome does not depend on them, and they are not saved with it."""
+    return _value(row, [])
+
+
+PROBE_PROGRESS = ("failure_streak", "healthy_since", "next_check_at", "held_at")
+_progress = operator.attrgetter(*PROBE_PROGRESS)
+
+
+async def save_probe_progress(
+    session: AsyncSession, *, owner: str, progress: Sequence[tuple[Any, Rollout]]
+) -> None:
+    """Save probes that only kept their rollouts verifying, in one statement: each pairs a
+    claimed row with the rollout as its probe left it, of which only `PROBE_PROGRESS` (the
+    timers and the failure streak) may differ. Their leases are dropped. A rollout that
+    another replica took over, or that changed since it was claimed (its `version` moved: a
+    pause, a status, a promotion), is not written and stays leased: see `held_probes`."""
+    now = utcnow()
+    rows = []
+    for row, after in progress:
+        changed = _progress(after) != _progress(row)
+        rows.append(
+            {
+                leases.ROW_ID: row.id,
+                "row_version": row.version,
+                "version": row.version + changed,
+                "failure_streak": after.failure_streak,
+                "healthy_since": after.healthy_since,
+                "next_check_at": after.next_check_at,
+                "held_at": after.held_at,
+                "updated_at": now if changed else row.updated_at,
+            }
+        )
+    await leases.release_many(session, table=RolloutRow, owner=owner, rows=rows, guard="version")
+
+
+async def held_probes(session: AsyncSession, *, owner: str, until: datetime) -> set[int]:
+    """The rollouts of a claim (`claim_due_probes`) that `owner` still holds."""
+    return await leases.held(session, table=RolloutRow, owner=owner, until=until)
+
+
+async def unclaim_probes(session: AsyncSession, *, owner: str, rollout_ids: Iterable[int]) -> None:
+    """Give claimed rollouts back unprobed, due as they were (one statement)."""
+    rows = [{leases.ROW_ID: rollout_id} for rollout_id in rollout_ids]
+    await leases.release_many(session, table=RolloutRow, owner=owner, rows=rows)
 
 
 async def record_deployment(
