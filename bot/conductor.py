@@ -7,7 +7,9 @@ same whichever way a request arrives. Nothing here talks to GitHub or Slack: eff
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -270,15 +272,18 @@ async def probed(
     evidence: Evidence,
     now: datetime,
     github_good_sha: str | None = None,
+    parse: Callable[[str], Pipeline] = parse_pipeline,
 ) -> Outcome:
-    """A health probe's result for a verifying rollout (`github_good_sha` as in `report`)."""
+    """A health probe's result for a verifying rollout (`github_good_sha` as in `report`),
+    decided under the row's lock, saved and audited. `parse` reads the pipeline file (the
+    scheduler passes one that remembers the files it has parsed)."""
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome()
     row, rollout = found
     release, last_good = await _surroundings(session, row, rollout, github_good_sha)
     try:
-        pipeline = pipeline_of(release)
+        pipeline = parse(release.pipeline)
     except PipelineError:
         # Broken pipeline file: keep verifying, but only look again in a minute.
         await releases.postpone_check(session, rollout_id=rollout_id, until=now + RECHECK)
@@ -301,8 +306,51 @@ async def probed(
         machine.BOT, "scheduler", "health verdict", rollout.environment, rollout.commit_sha
     )
     await _save(session, release, outcome, asked if verdict else None, request=False)
-    await _promote_on_success(session, release, outcome, now, "scheduler")
+    if any(r.status is Status.SUCCESS for r in outcome.rollouts):  # else nothing follows
+        await _promote_on_success(session, release, outcome, now, "scheduler")
     return outcome
+
+
+# What a probe that only keeps a rollout verifying leaves as it was (`quiet_probe`).
+_FIXED = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(Rollout) if f.name not in releases.PROBE_PROGRESS)
+)
+
+
+def quiet_probe(
+    *,
+    pipeline: Pipeline | PipelineError,
+    release: machine.Release,
+    rollout: Rollout,
+    evidence: Evidence,
+    now: datetime,
+) -> Rollout | None:
+    """The rollout as a probe leaves it when all the probe does is keep it verifying: its
+    timers and failure streak move on, nothing else changes, no effect is sent and there is
+    nothing to audit, so it may be saved with many others at once
+    (`releases.save_probe_progress`). None when the probe decides something (a verdict, a
+    canary step, a rollback, a message in the thread): `probed` decides it again under the
+    row's lock, then saves and audits it. Pure; `rollout` need not carry its decisions."""
+    if isinstance(pipeline, PipelineError):
+        return dataclasses.replace(rollout, next_check_at=now + RECHECK)  # as `probed` does
+    # A rollback's id and the commit to go back to only matter to a failure: no quiet one.
+    outcome = machine.probed(
+        pipeline=pipeline,
+        release=release,
+        rollout=rollout,
+        evidence=evidence,
+        now=now,
+        last_good_sha=None,
+        rollback_id=NO_ID,
+    )
+    if outcome.effects or outcome.refused or len(outcome.rollouts) > 1:
+        return None
+    if not outcome.rollouts:
+        return rollout  # paused, or no longer verifying: nothing to save
+    (after,) = outcome.rollouts
+    if after.status is not Status.VERIFYING:
+        return None
+    return after if _FIXED(after) == _FIXED(rollout) else None
 
 
 Steer = Literal["pause", "resume", "promote"]

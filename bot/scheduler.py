@@ -1,17 +1,26 @@
 """The scheduler: every `DEPLOYBOT_TICK_SECONDS`, claim the verifying rollouts whose health
-check is due, probe them, and feed each result to the pipeline; and remind holders of locks
-that expire within the hour (announcing those that expired), once per lock by outbox key.
+check is due, probe them, and feed each result to the pipeline; start queued requests whose
+environment is free; and remind holders of locks that expire within the hour (announcing
+those that expired), once per lock by outbox key.
 
 APScheduler only ticks; claims are leases in the database, so any number of replicas can
 tick side by side and a dead replica's rollouts are picked up when its lease ends.
 APScheduler's job store stays in memory and is never shared between processes.
+
+A tick probes thousands of rollouts with a fixed number of statements: one claims them all,
+one reads their releases, and one saves every probe that only keeps its rollout verifying
+(the pure core decides that, in memory). Only the probes that decide something (a verdict,
+a canary step, a rollback, a message) are saved one by one, by `conductor.probed`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,8 +31,8 @@ from bot.github.checks import required_verdict
 from bot.github.context import github_last_good
 from bot.pipeline import locks as lock_rules
 from bot.pipeline import queue as deploy_queue
-from bot.pipeline.config import Pipeline, PipelineError
-from bot.pipeline.models import Evidence
+from bot.pipeline.config import Pipeline, PipelineError, parse_pipeline
+from bot.pipeline.models import Evidence, Rollout
 from bot.worker import LeaseLost
 from integrations.github_app import (
     GitHubApp,
@@ -43,7 +52,11 @@ log = structlog.get_logger(__name__)
 
 
 class Scheduler:
-    """Ticks on an `AsyncIOScheduler`; `tick()` is one pass and can be called directly."""
+    """Ticks on an `AsyncIOScheduler`; `tick()` is one pass and can be called directly.
+
+    `batch`: the most due rollouts one tick claims; `concurrency`: the probes in flight at
+    once; `queue_batch`: the most queued requests one tick looks at (each needs GitHub).
+    """
 
     def __init__(
         self,
@@ -55,7 +68,9 @@ class Scheduler:
         tick_seconds: float,
         on_change: Callable[[], None] | None = None,
         lease: timedelta = timedelta(seconds=60),
-        batch: int = 50,
+        batch: int = 20_000,
+        concurrency: int = 100,
+        queue_batch: int = 50,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -66,7 +81,10 @@ class Scheduler:
         self.on_change = on_change
         self.lease = lease
         self.batch = batch
+        self.concurrency = concurrency
+        self.queue_batch = queue_batch
         self.clock = clock
+        self._pipelines = _Pipelines()
         self._scheduler: AsyncIOScheduler | None = None
         self._ticking = asyncio.Lock()
         self._stopping = False
@@ -107,22 +125,10 @@ class Scheduler:
         await self._remind_locks()
         await self._start_queues()
         try:
-            async with self.sessions.begin() as session:
-                due = await releases.claim_due_probes(
-                    session,
-                    owner=self.owner,
-                    now=self.clock(),
-                    lease=self.lease,
-                    limit=self.batch,
-                )
-            # Due times count from the tick, not from when each probe returned, so an
-            # `interval` equal to the tick is kept instead of slipping to every other tick.
-            started = self.clock()
-            await asyncio.gather(*(self._probe(row, started) for row in due))
+            return await self._probe_due()
         except Exception:
             log.exception("scheduler tick failed")
             return 0
-        return len(due)
 
     async def _remind_locks(self) -> None:
         """Enqueue the lock reminders and expiry notices due now. Their keys name the lock,
@@ -147,11 +153,19 @@ class Scheduler:
     async def _start_queues(self) -> None:
         """Start queued requests whose environment is free, oldest first in each. A request
         still waiting for its checks lets those behind it go; the first that starts holds
-        the environment, so the rest of that queue waits for the next tick."""
+        the environment, so the rest of that queue waits for the next tick.
+
+        Unlike probes, requests are looked at one by one: each asks GitHub (did a newer
+        commit that contains it succeed? are its checks green?) and is then decided under
+        its row's lock, so its cost is per request by nature. It is bounded instead: at
+        most `queue_batch` a tick, only in environments nothing holds, and one that cannot
+        start yet waits a minute (`conductor.RECHECK`) unless a lock release or a finished
+        check wakes it. With no request queued this is one query, however many rollouts
+        are verifying."""
         try:
             now = self.clock()
             async with self.sessions() as session:
-                waiting = await releases.queued(session, now=now, limit=self.batch)
+                waiting = await releases.queued(session, now=now, limit=self.queue_batch)
             done: set[tuple[str, str]] = set()
             for row in waiting:
                 place = (row.repository, row.environment)
@@ -230,50 +244,100 @@ class Scheduler:
                 session, rollout_id=rollout_id, until=now + conductor.RECHECK
             )
 
-    async def _probe(self, row: RolloutRow, started: datetime) -> None:
-        assert row.id is not None
-        async with self.sessions() as session:
-            release = await releases.get_release(session, release_id=row.release_id)
-        try:
-            pipeline = conductor.pipeline_of(release) if release is not None else None
-        except PipelineError:
-            pipeline = None
-        env = pipeline.environment(row.environment) if pipeline is not None else None
-        health = env.health if env is not None else None
-        checks: tuple[tuple[bool, str], ...] = ()
-        if health is None:
-            result_healthy, detail = True, "no health checks configured"
-        else:
-            result = await self.probe.check(
-                str(health.url) if health.url else None, health.prometheus
-            )
-            result_healthy, detail = result.healthy, result.detail
-            # Each check's own line (`error_ratio = 0.031 > max 0.02`), for the thread.
-            checks = tuple((check.healthy, check.detail) for check in result.checks)
-        github_good_sha = None
-        if health is not None and not result_healthy and row.failure_streak + 1 >= health.failures:
-            github_good_sha = await self._github_good_sha(row)
+    async def _probe_due(self) -> int:
+        """Claim the due rollouts, probe them, save what each probe decided; returns how
+        many were probed. The statements sent do not grow with the rollouts, save one
+        transaction for each probe that decides something."""
+        now = self.clock()
+        until = now + self.lease
+        # Probes not started by then are left for the next tick: the claim must still hold
+        # when their results are written.
+        deadline = time.monotonic() + self.lease.total_seconds() / 2
         async with self.sessions.begin() as session:
-            outcome = await conductor.probed(
-                session,
-                rollout_id=row.id,
-                evidence=Evidence(result_healthy, detail, started, checks),
-                now=started,
-                github_good_sha=github_good_sha,
+            due = await releases.claim_due_probes(
+                session, owner=self.owner, now=now, lease=self.lease, limit=self.batch
             )
-            if not await leases.release(session, table=RolloutRow, row_id=row.id, owner=self.owner):
-                raise LeaseLost  # another replica took it over: undo this probe's outcome
-        log.info(
-            "probed",
-            rollout=row.id,
-            environment=row.environment,
-            healthy=result_healthy,
-            detail=detail,
-        )
+            found = await releases.claimed_releases(session, owner=self.owner, until=until)
+        if not due:
+            return 0
+        # Due times count from the tick, not from when each probe returned, so an
+        # `interval` equal to the tick is kept instead of slipping to every other tick.
+        started = self.clock()
+        checks = [_Check(row, found.get(row.release_id), self._pipelines) for row in due]
+        await _each(checks, self.concurrency, lambda check: self._run(check, started, deadline))
+        quiet: list[tuple[Any, Rollout]] = []
+        quiet_checks: list[_Check] = []
+        loud: list[_Check] = []
+        unprobed: list[int] = []
+        for check in checks:
+            if check.failed:
+                continue  # its lease runs out, then it is probed again
+            if check.evidence is None:
+                unprobed.append(check.row.id)
+                continue
+            after = check.quiet(started)
+            if after is None:
+                loud.append(check)
+                continue
+            quiet.append((check.row, after))
+            quiet_checks.append(check)
+            if not check.evidence.healthy:
+                _log_probe(check.row, check.evidence)
+        if quiet:
+            async with self.sessions.begin() as session:
+                await releases.save_probe_progress(session, owner=self.owner, progress=quiet)
+                held = await releases.held_probes(session, owner=self.owner, until=until)
+            # Still held: the rollout changed since it was claimed (paused, or a deployment
+            # status came), so this probe is decided again under the row's lock.
+            loud += [check for check in quiet_checks if check.row.id in held]
+        await _each(loud, _DECIDING, lambda check: self._decide(check, started))
+        if unprobed:
+            async with self.sessions.begin() as session:
+                await releases.unclaim_probes(session, owner=self.owner, rollout_ids=unprobed)
+        probed = sum(check.evidence is not None for check in checks)
+        log.info("probed", rollouts=probed, decided=len(loud), left=len(unprobed))
+        return probed
+
+    async def _run(self, check: _Check, started: datetime, deadline: float) -> None:
+        if self._stopping or time.monotonic() > deadline:
+            return
+        try:
+            await check.run(self.probe, started)
+        except Exception:
+            # A bug, not the service's health: log it and leave the rollout leased.
+            log.exception("probe failed", rollout=check.row.id)
+            check.failed = True
+
+    async def _decide(self, check: _Check, started: datetime) -> None:
+        """Decide, save and audit one probe under its row's lock (`conductor.probed`)."""
+        row, evidence = check.row, check.evidence
+        assert evidence is not None
+        try:
+            github_good_sha = await self._github_good_sha(row) if check.fails else None
+            async with self.sessions.begin() as session:
+                outcome = await conductor.probed(
+                    session,
+                    rollout_id=row.id,
+                    evidence=evidence,
+                    now=started,
+                    github_good_sha=github_good_sha,
+                    parse=self._pipelines.parse,
+                )
+                if not await leases.release(
+                    session, table=RolloutRow, row_id=row.id, owner=self.owner
+                ):
+                    raise LeaseLost  # another replica took it over: undo this probe's outcome
+        except LeaseLost:
+            log.warning("probe dropped: another replica took the rollout", rollout=row.id)
+            return
+        except Exception:
+            log.exception("saving a probe failed", rollout=row.id)
+            return
+        _log_probe(row, evidence)
         if outcome.effects and self.on_change is not None:
             self.on_change()
 
-    async def _github_good_sha(self, row: RolloutRow) -> str | None:
+    async def _github_good_sha(self, row: Any) -> str | None:
         """This probe fails the rollout: if our records know no commit to roll back to, ask
         GitHub's deployment statuses (before the transaction; failing to ask is no answer)."""
         async with self.sessions() as session:
@@ -320,5 +384,121 @@ async def _superseding(
 def _pipeline(release: ReleaseRow) -> Pipeline | PipelineError:
     try:
         return conductor.pipeline_of(release)
+    except PipelineError as error:
+        return error
+
+
+# Probes that decide something are saved this many at a time (each in its own transaction).
+_DECIDING = 8
+
+
+async def _each(items: list[Any], limit: int, work: Callable[[Any], Awaitable[None]]) -> None:
+    """`work` on every item, at most `limit` at a time (a few tasks, not one per item)."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(min(limit, len(items)))))
+
+
+def _log_probe(row: Any, evidence: Evidence) -> None:
+    log.info(
+        "probed",
+        rollout=row.id,
+        environment=row.environment,
+        healthy=evidence.healthy,
+        detail=evidence.detail,
+    )
+
+
+class _Pipelines:
+    """Parsed pipeline files by their text: thousands of rollouts share far fewer files,
+    which rarely change, and parsing one costs a millisecond or more. At most `size` are
+    kept, the least recently used forgotten first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._parsed: OrderedDict[str, Pipeline | PipelineError] = OrderedDict()
+
+    def get(self, text: str) -> Pipeline | PipelineError:
+        """The file's pipeline, or what is wrong with it."""
+        found = self._parsed.get(text)
+        if found is None:
+            found = _pipeline_or_error(text)
+            self._parsed[text] = found
+            if len(self._parsed) > self.size:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(text)
+        return found
+
+    def parse(self, text: str) -> Pipeline:
+        """`parse_pipeline`, remembered (raises PipelineError)."""
+        found = self.get(text)
+        if isinstance(found, PipelineError):
+            raise found.with_traceback(None)
+        return found
+
+
+class _Check:
+    """One claimed rollout through a tick: what to probe, what the probe saw, and what that
+    decides. `release` is None when the rollout's release was not found."""
+
+    __slots__ = ("evidence", "failed", "health", "pipeline", "release", "row", "value")
+
+    def __init__(self, row: Any, release: Any, pipelines: _Pipelines) -> None:
+        self.row = row
+        self.release = release
+        self.pipeline = pipelines.get(release.pipeline) if release is not None else None
+        self.value: Rollout = releases.probe_value(row)
+        env = (
+            self.pipeline.environment(row.environment)
+            if isinstance(self.pipeline, Pipeline)
+            else None
+        )
+        self.health = env.health if env is not None else None
+        self.evidence: Evidence | None = None
+        self.failed = False
+
+    async def run(self, probe: HealthProbe, started: datetime) -> None:
+        """Probe the rollout (nothing to check is healthy, as the core expects)."""
+        health = self.health
+        if health is None:
+            self.evidence = Evidence(True, "no health checks configured", started)
+            return
+        result = await probe.check(str(health.url) if health.url else None, health.prometheus)
+        # Each check's own line (`error_ratio = 0.031 > max 0.02`), for the thread.
+        checks = tuple((check.healthy, check.detail) for check in result.checks)
+        self.evidence = Evidence(result.healthy, result.detail, started, checks)
+
+    @property
+    def fails(self) -> bool:
+        """This probe may fail the rollout: worth asking GitHub for a rollback target."""
+        health, evidence = self.health, self.evidence
+        return (
+            health is not None
+            and evidence is not None
+            and not evidence.healthy
+            and self.row.failure_streak + 1 >= health.failures
+        )
+
+    def quiet(self, now: datetime) -> Rollout | None:
+        """The rollout as this probe leaves it, if that is all it does (`quiet_probe`)."""
+        if self.release is None or self.pipeline is None or self.evidence is None:
+            return None
+        return conductor.quiet_probe(
+            pipeline=self.pipeline,
+            release=releases.release_value(self.release),
+            rollout=self.value,
+            evidence=self.evidence,
+            now=now,
+        )
+
+
+def _pipeline_or_error(text: str) -> Pipeline | PipelineError:
+    try:
+        return parse_pipeline(text)
     except PipelineError as error:
         return error
