@@ -265,7 +265,8 @@ class Scheduler:
         started = self.clock()
         checks = [_Check(row, found.get(row.release_id), self._pipelines) for row in due]
         await _each(checks, self.concurrency, lambda check: self._run(check, started, deadline))
-        quiet: list[tuple[Any, Rollout]] = []
+        saved_at = utcnow()  # as a decision's save stamps `updated_at`
+        quiet: list[dict[str, Any]] = []
         quiet_checks: list[_Check] = []
         loud: list[_Check] = []
         unprobed: list[int] = []
@@ -279,7 +280,7 @@ class Scheduler:
             if after is None:
                 loud.append(check)
                 continue
-            quiet.append((check.row, after))
+            quiet.append(releases.probe_progress(check.row, after, now=saved_at))
             quiet_checks.append(check)
             if not check.evidence.healthy:
                 _log_probe(check.row, check.evidence)
@@ -446,13 +447,12 @@ class _Check:
     """One claimed rollout through a tick: what to probe, what the probe saw, and what that
     decides. `release` is None when the rollout's release was not found."""
 
-    __slots__ = ("evidence", "failed", "health", "pipeline", "release", "row", "value")
+    __slots__ = ("evidence", "failed", "health", "pipeline", "release", "row")
 
     def __init__(self, row: Any, release: Any, pipelines: _Pipelines) -> None:
         self.row = row
         self.release = release
         self.pipeline = pipelines.get(release.pipeline) if release is not None else None
-        self.value: Rollout = releases.probe_value(row)
         env = (
             self.pipeline.environment(row.environment)
             if isinstance(self.pipeline, Pipeline)
@@ -491,7 +491,7 @@ class _Check:
         return conductor.quiet_probe(
             pipeline=self.pipeline,
             release=releases.release_value(self.release),
-            rollout=self.value,
+            rollout=releases.probe_value(self.row),
             evidence=self.evidence,
             now=now,
         )

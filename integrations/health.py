@@ -357,6 +357,8 @@ class HealthProbe:
         Nothing to check is healthy ("no health checks configured"). A query without exactly
         one of `max`/`min` raises `ValueError` before anything runs.
         """
+        if url and not prometheus:
+            return await self.check_http(str(url))  # already the one check's result
         for spec in prometheus:
             _bound(spec.max, spec.min)
         started = time.perf_counter()
@@ -367,7 +369,7 @@ class HealthProbe:
             self.check_prometheus(str(spec.url), spec.query, max=spec.max, min=spec.min)
             for spec in prometheus
         )
-        # One check (the usual case) is awaited as it is: a task for it would only cost.
+        # One check is awaited as it is: a task for it would only cost.
         results = [await probes[0]] if len(probes) == 1 else await asyncio.gather(*probes)
         checks = tuple(check for result in results for check in result.checks)
         detail = "; ".join(check.detail for check in checks) or "no health checks configured"

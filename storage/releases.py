@@ -8,7 +8,7 @@ caller's transaction, so state and effects commit together.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -549,31 +549,34 @@ PROBE_PROGRESS = ("failure_streak", "healthy_since", "next_check_at", "held_at")
 _progress = operator.attrgetter(*PROBE_PROGRESS)
 
 
+def probe_progress(row: Any, after: Rollout, *, now: datetime) -> dict[str, Any]:
+    """What `save_probe_progress` writes for a probe that only kept its rollout verifying:
+    `row` as claimed, `after` the rollout as the probe left it, of which only
+    `PROBE_PROGRESS` (the timers and the failure streak) may differ. Plain values only, so
+    thousands of them cost the garbage collector nothing to keep until they are saved."""
+    changed = _progress(after) != _progress(row)
+    return {
+        leases.ROW_ID: row.id,
+        "row_version": row.version,
+        "version": row.version + changed,
+        "failure_streak": after.failure_streak,
+        "healthy_since": after.healthy_since,
+        "next_check_at": after.next_check_at,
+        "held_at": after.held_at,
+        "updated_at": now if changed else row.updated_at,
+    }
+
+
 async def save_probe_progress(
-    session: AsyncSession, *, owner: str, progress: Sequence[tuple[Any, Rollout]]
+    session: AsyncSession, *, owner: str, progress: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Save probes that only kept their rollouts verifying, in one statement: each pairs a
-    claimed row with the rollout as its probe left it, of which only `PROBE_PROGRESS` (the
-    timers and the failure streak) may differ. Their leases are dropped. A rollout that
-    another replica took over, or that changed since it was claimed (its `version` moved: a
-    pause, a status, a promotion), is not written and stays leased: see `held_probes`."""
-    now = utcnow()
-    rows = []
-    for row, after in progress:
-        changed = _progress(after) != _progress(row)
-        rows.append(
-            {
-                leases.ROW_ID: row.id,
-                "row_version": row.version,
-                "version": row.version + changed,
-                "failure_streak": after.failure_streak,
-                "healthy_since": after.healthy_since,
-                "next_check_at": after.next_check_at,
-                "held_at": after.held_at,
-                "updated_at": now if changed else row.updated_at,
-            }
-        )
-    await leases.release_many(session, table=RolloutRow, owner=owner, rows=rows, guard="version")
+    """Save probes that only kept their rollouts verifying (`probe_progress`), in one
+    statement, and drop their leases. A rollout that another replica took over, or that
+    changed since it was claimed (its `version` moved: a pause, a status, a promotion), is
+    not written and stays leased: see `held_probes`."""
+    await leases.release_many(
+        session, table=RolloutRow, owner=owner, rows=progress, guard="version"
+    )
 
 
 async def held_probes(session: AsyncSession, *, owner: str, until: datetime) -> set[int]:
