@@ -1,16 +1,85 @@
-"""The webhook inbox: deliveries stored before they are answered, then worked off with leases."""
+"""The webhook inbox: deliveries stored before they are answered, then worked off with leases.
+
+Requests that arrive together share one transaction (`GroupCommit`): a commit per delivery
+would cap ingest at what the database can commit one by one.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import db
 from storage.models import InboxItem, InboxStatus, utcnow
 from storage.queue import ERROR_LIMIT, WorkQueue
 
-__all__ = ["ERROR_LIMIT", "QUEUE", "finish", "record_delivery"]
+__all__ = [
+    "ERROR_LIMIT",
+    "QUEUE",
+    "Delivery",
+    "GroupCommit",
+    "finish",
+    "record_deliveries",
+    "record_delivery",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified delivery as it is stored: its body is the raw text that was signed."""
+
+    source: str
+    delivery_id: str
+    event: str
+    action: str | None
+    body: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.source, self.delivery_id
+
+
+async def record_deliveries(session: AsyncSession, deliveries: Sequence[Delivery]) -> list[bool]:
+    """Store each delivery once, in one statement; for each, False when the same source and
+    delivery id were stored before (or earlier in `deliveries`)."""
+    now = utcnow()
+    first = {delivery.key: index for index, delivery in reversed(list(enumerate(deliveries)))}
+    rows = [
+        {
+            "source": delivery.source,
+            "delivery_id": delivery.delivery_id,
+            "event": delivery.event,
+            "action": delivery.action,
+            "body": delivery.body,
+            "status": InboxStatus.PENDING.value,
+            "attempts": 0,
+            "received_at": now,
+            "next_attempt_at": now,
+        }
+        for index, delivery in enumerate(deliveries)
+        if first[delivery.key] == index
+    ]
+    if not rows:
+        return []
+    # One compiled statement for any number of rows (SQLAlchemy's "insertmanyvalues"
+    # batches them): a multi-VALUES statement would be compiled again for every size.
+    table = InboxItem.__table__  # type: ignore[attr-defined]
+    statement = (
+        db.insert(session, table)
+        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+        .returning(table.c.source, table.c.delivery_id)
+    )
+    stored = {
+        (source, delivery_id) for source, delivery_id in await session.execute(statement, rows)
+    }
+    return [
+        first[delivery.key] == index and delivery.key in stored
+        for index, delivery in enumerate(deliveries)
+    ]
 
 
 async def record_delivery(
@@ -23,26 +92,58 @@ async def record_delivery(
     body: str,
 ) -> bool:
     """Store a delivery once; False when the same source and delivery id were stored before."""
-    now = utcnow()
-    values = {
-        "source": source,
-        "delivery_id": delivery_id,
-        "event": event,
-        "action": action,
-        "body": body,
-        "status": InboxStatus.PENDING.value,
-        "attempts": 0,
-        "received_at": now,
-        "next_attempt_at": now,
-    }
-    statement = (
-        db.insert(session, InboxItem)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-        .returning(InboxItem.id)
-    )
-    result = await session.execute(statement)
-    return result.scalar_one_or_none() is not None
+    delivery = Delivery(source, delivery_id, event, action, body)
+    (stored,) = await record_deliveries(session, [delivery])
+    return stored
+
+
+class GroupCommit:
+    """Stores the deliveries of concurrent requests in shared transactions.
+
+    The first delivery to arrive is written at once, so a lone request waits for one commit
+    as before; those that arrive while a transaction is committing are written together in
+    the next one. Each caller returns only after the commit that holds its delivery, so an
+    answer never runs ahead of what is on disk.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, limit: int = 500) -> None:
+        self.sessions = sessions
+        self.limit = limit
+        self._waiting: list[tuple[Delivery, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def store(self, delivery: Delivery) -> bool:
+        """Store `delivery`; False when it was stored before. Raises what the database raised
+        for the transaction that was to hold it (nothing of that transaction is stored)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="inbox-group-commit")
+        return await future
+
+    async def _write(self) -> None:
+        batch: list[tuple[Delivery, asyncio.Future[bool]]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.limit], self._waiting[self.limit :]
+                try:
+                    async with self.sessions.begin() as session:
+                        stored = await record_deliveries(session, [d for d, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                else:
+                    for (_, future), new in zip(batch, stored, strict=True):
+                        if not future.done():  # its request may have been cancelled meanwhile
+                            future.set_result(new)
+                batch = []
+        finally:
+            self._writer = None
+            # Only a cancelled writer leaves any: their requests must not wait for ever.
+            for _, future in batch + self._waiting:
+                future.cancel()
+            self._waiting = []
 
 
 QUEUE: WorkQueue[InboxItem] = WorkQueue(InboxItem, finished_at="processed_at")
