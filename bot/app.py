@@ -159,6 +159,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
+        # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry hooks would only look
+        # up their configuration on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, routes=ROUTES)
