@@ -84,7 +84,8 @@ class Scheduler:
         self.concurrency = concurrency
         self.queue_batch = queue_batch
         self.clock = clock
-        self._pipelines = _Pipelines()
+        # As many files as one tick may need: fewer would have each tick parse them all again.
+        self._pipelines = _Pipelines(size=batch)
         self._scheduler: AsyncIOScheduler | None = None
         self._ticking = asyncio.Lock()
         self._stopping = False
@@ -257,9 +258,9 @@ class Scheduler:
             due = await releases.claim_due_probes(
                 session, owner=self.owner, now=now, lease=self.lease, limit=self.batch
             )
+            if not due:
+                return 0
             found = await releases.claimed_releases(session, owner=self.owner, until=until)
-        if not due:
-            return 0
         # Due times count from the tick, not from when each probe returned, so an
         # `interval` equal to the tick is kept instead of slipping to every other tick.
         started = self.clock()
@@ -419,7 +420,7 @@ class _Pipelines:
     which rarely change, and parsing one costs a millisecond or more. At most `size` are
     kept, the least recently used forgotten first."""
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
         self._parsed: OrderedDict[str, Pipeline | PipelineError] = OrderedDict()
 
