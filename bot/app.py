@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -136,8 +137,12 @@ def create_app(
             asyncio.create_task(worker.run(), name="inbox-worker"),
             asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
         ]
+        checkpoints = asyncio.create_task(db.checkpoints(engine), name="sqlite-checkpoints")
         scheduler.start()
         reconciler.start()
+        # What start-up built (app, models, schemas, parsed specs) lives as long as the
+        # process: frozen, it is no longer scanned by every full garbage collection.
+        gc.freeze()
         log.info("deploybot started", worker=owner, socket_mode=socket_mode is not None)
         try:
             yield
@@ -149,6 +154,9 @@ def create_app(
             worker.stop()
             dispatcher.stop()
             await asyncio.gather(*tasks)
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
             await probe.aclose()
             await engine.dispose()
             log.info("deploybot stopped")
