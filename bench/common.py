@@ -108,6 +108,7 @@ class WrkResult:
 
     requests_per_second: float
     latency_ms: dict[str, float]
+    mean_ms: float
     statuses: dict[int, int] = field(default_factory=dict)
     errors: str = ""
 
@@ -140,7 +141,8 @@ def parse_wrk(output: str) -> WrkResult:
         m.group(1): _ms(m.group(2))
         for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)\s*$", output, re.MULTILINE)
     }
-    if rate is None or "99" not in latency:
+    mean = re.search(r"^\s+Latency\s+([\d.]+\w+)", output, re.MULTILINE)
+    if rate is None or mean is None or "99" not in latency:
         raise RuntimeError(f"wrk printed no rate or latency:\n{output}")
     statuses = {
         int(m.group(1)): int(m.group(2))
@@ -150,6 +152,7 @@ def parse_wrk(output: str) -> WrkResult:
     return WrkResult(
         float(rate.group(1)),
         {f"{k}%": v for k, v in latency.items()},
+        _ms(mean.group(1)),
         statuses,
         errors.group(0) if errors else "",
     )
@@ -210,10 +213,30 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def paced(rate: float, connections: int) -> str:
+def paced(rate: float, connections: int, latency_ms: float = 0.0) -> str:
     """Lua pacing each connection so that all of them together send about `rate` requests
-    a second (wrk waits `delay()` ms after each answer before the next request)."""
-    return f"function delay() return {1000 * connections / rate:.3f} end\n"
+    a second. wrk waits `delay()` ms after each answer, so a connection sends one request
+    every delay + latency ms: the mean latency of a first run is taken off."""
+    delay = max(0.0, 1000 * connections / rate - latency_ms)
+    return f"function delay() return {delay:.3f} end\n"
+
+
+def paced_run(
+    url: str, lua: str, *, rate: float, connections: int, seconds: float
+) -> tuple[WrkResult, WrkResult]:
+    """A run at about `rate` requests a second: a short run finds the latency to allow
+    for, the measured run follows; both are returned. The Lua global `run` names each
+    ("c", then "p"), for scripts that must not repeat a request of an earlier run."""
+    probe = run_wrk(
+        url, f'run = "c"\n{lua}{paced(rate, connections)}', connections=connections, seconds=3
+    )
+    measured = run_wrk(
+        url,
+        f'run = "p"\n{lua}{paced(rate, connections, probe.mean_ms)}',
+        connections=connections,
+        seconds=seconds,
+    )
+    return probe, measured
 
 
 def lua_string(value: str | bytes) -> str:
