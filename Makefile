@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: install test demo serve lint lock clean
+.PHONY: install test demo serve lint lock clean bench
 
 install: $(STAMP)
 
@@ -21,6 +21,13 @@ test: install
 
 demo: install
 	$(BIN)/deploybot demo
+
+# Minutes, not seconds: each prints ratios against baselines it starts itself (docs/performance.md).
+# Needs Debian's wrk, Node.js and npm (the Probot baseline), and nothing else running.
+bench: install
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/slack_ack.py
+	$(BIN)/python bench/scheduler_scale.py
 
 serve: install
 	$(BIN)/deploybot serve
