@@ -113,6 +113,9 @@ class QueueWorker(ABC):
     async def on_dead(self, item: Any, error: str) -> None:  # noqa: B027  (optional hook)
         """Called once a row is dead-lettered, for whatever must follow from giving up."""
 
+    async def after_batch(self) -> None:  # noqa: B027  (optional hook)
+        """Called once the rows of a claimed batch were each completed (or handed back)."""
+
     def wake(self) -> None:
         self._wakeup.set()
 
@@ -144,11 +147,14 @@ class QueueWorker(ABC):
             items = await self.queue.claim_due(
                 session, owner=self.owner, now=self.clock(), lease=self.lease, limit=self.batch
             )
-        for index, item in enumerate(items):
-            if self._stopping.is_set():
-                await self._unclaim(items[index:])
-                break
-            await self._process(item)
+        try:
+            for index, item in enumerate(items):
+                if self._stopping.is_set():
+                    await self._unclaim(items[index:])
+                    break
+                await self._process(item)
+        finally:
+            await self.after_batch()
         return len(items)
 
     async def finish(self, session: AsyncSession, item: Any, status: str, **values: Any) -> None:
@@ -255,7 +261,9 @@ DeliveryHandler = Callable[[InboxItem, dict[str, Any]], Awaitable[Apply | None]]
 class InboxWorker(QueueWorker):
     """Handles stored deliveries in two steps: the handler first does its reading (GitHub
     calls, outside any transaction), then returns the writes to make, which run in one
-    transaction with marking the delivery done. A handler returning None ignores it."""
+    transaction with marking the delivery done. A handler returning None ignores it; the
+    ignored deliveries of a batch (most of what GitHub sends) are marked in one transaction
+    after it, not one each."""
 
     name = "inbox"
 
@@ -269,6 +277,7 @@ class InboxWorker(QueueWorker):
         super().__init__(queue=inbox.QUEUE, **kwargs)
         self.handle = handle
         self.on_handled = on_handled  # e.g. wake the outbox: the delivery may have made effects
+        self._ignored: list[int] = []
 
     def describe(self, item: InboxItem) -> dict[str, Any]:
         return {"delivery": item.delivery_id, "github_event": item.event, "action": item.action}
@@ -280,11 +289,27 @@ class InboxWorker(QueueWorker):
 
     async def complete(self, item: InboxItem) -> str:
         apply = await self.handle(item, json.loads(item.body))
+        if apply is None:
+            assert item.id is not None
+            self._ignored.append(item.id)
+            return InboxStatus.IGNORED.value
         async with self.sessions.begin() as session:
-            if apply is not None:
-                await apply(session)
-            status = InboxStatus.DONE if apply is not None else InboxStatus.IGNORED
-            await self.finish(session, item, status.value)
-        if apply is not None and self.on_handled is not None:
+            await apply(session)
+            await self.finish(session, item, InboxStatus.DONE.value)
+        if self.on_handled is not None:
             self.on_handled()
-        return status.value
+        return InboxStatus.DONE.value
+
+    async def after_batch(self) -> None:
+        ignored, self._ignored = self._ignored, []
+        if not ignored:
+            return
+        # If this fails, the rows stay leased and are handled again once the lease ends.
+        async with self.sessions.begin() as session:
+            await self.queue.finish_many(
+                session,
+                item_ids=ignored,
+                owner=self.owner,
+                status=InboxStatus.IGNORED.value,
+                now=self.clock(),
+            )

@@ -237,3 +237,48 @@ async def test_a_failure_after_the_lease_was_lost_is_not_counted(engine: AsyncEn
     row = (await _rows(sessions))["slow"]
     assert (row.lease_owner, row.attempts, row.status) == ("other", 0, InboxStatus.PENDING)
     assert metrics.inbox_failures.labels("push")._value.get() == 0
+
+
+async def test_ignored_deliveries_of_a_batch_are_marked_in_one_transaction(
+    engine: AsyncEngine,
+) -> None:
+    sessions = db.session_factory(engine)
+    await _store(sessions, *((f"d{n}", "{}") for n in range(10)), ("handled", "{}"))
+    commits: list[int] = []
+    sa.event.listen(engine.sync_engine, "commit", lambda _connection: commits.append(1))
+
+    async def handle(item, payload):
+        return nothing_to_write if item.delivery_id == "handled" else None
+
+    worker = InboxWorker(sessions=sessions, handle=handle, batch=20)
+    assert await worker.run_once() == 11
+    rows = await _rows(sessions)
+    assert {rows[f"d{n}"].status for n in range(10)} == {InboxStatus.IGNORED.value}
+    assert all(rows[f"d{n}"].lease_owner is None for n in range(10))
+    assert rows["handled"].status == InboxStatus.DONE.value
+    # The claim, the handled delivery's own transaction, and one for the ten ignored.
+    assert len(commits) == 3
+
+
+async def test_ignored_deliveries_whose_lease_was_lost_are_left_to_their_new_owner(
+    engine: AsyncEngine,
+) -> None:
+    sessions = db.session_factory(engine)
+    await _store(sessions, ("mine", "{}"), ("taken", "{}"))
+
+    async def handle(item, payload):
+        if item.delivery_id == "taken":  # another replica took it over meanwhile
+            async with sessions.begin() as session:
+                await session.execute(
+                    sa.update(InboxItem)
+                    .where(InboxItem.delivery_id == "taken")
+                    .values(lease_owner="other")
+                )
+        return None
+
+    worker = InboxWorker(sessions=sessions, handle=handle, batch=20)
+    await worker.run_once()
+    rows = await _rows(sessions)
+    assert rows["mine"].status == InboxStatus.IGNORED.value
+    assert rows["taken"].status == InboxStatus.PENDING.value
+    assert rows["taken"].lease_owner == "other"
