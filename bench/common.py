@@ -213,26 +213,28 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def paced(rate: float, connections: int, latency_ms: float = 0.0) -> str:
-    """Lua pacing each connection so that all of them together send about `rate` requests
-    a second. wrk waits `delay()` ms after each answer, so a connection sends one request
-    every delay + latency ms: the mean latency of a first run is taken off."""
-    delay = max(0.0, 1000 * connections / rate - latency_ms)
-    return f"function delay() return {delay:.3f} end\n"
+def paced(delay_ms: float) -> str:
+    """Lua making each connection wait `delay_ms` after each answer before its next request."""
+    return f"function delay() return {max(0.0, delay_ms):.3f} end\n"
 
 
 def paced_run(
     url: str, lua: str, *, rate: float, connections: int, seconds: float
 ) -> tuple[WrkResult, WrkResult]:
-    """A run at about `rate` requests a second: a short run finds the latency to allow
-    for, the measured run follows; both are returned. The Lua global `run` names each
-    ("c", then "p"), for scripts that must not repeat a request of an earlier run."""
+    """A run at about `rate` requests a second, and the short run before it that found the
+    pacing; both are returned. wrk waits `delay()` after each answer, so a connection sends
+    one request every delay + latency: the first run's rate says how long that latency is.
+    The Lua global `run` names each run ("c", then "p"), for scripts that must not repeat a
+    request of an earlier run."""
+    cycle_ms = 1000 * connections / rate
+    first_delay = cycle_ms - 1.0
     probe = run_wrk(
-        url, f'run = "c"\n{lua}{paced(rate, connections)}', connections=connections, seconds=3
+        url, f'run = "c"\n{lua}{paced(first_delay)}', connections=connections, seconds=5
     )
+    latency_ms = 1000 * connections / probe.requests_per_second - first_delay
     measured = run_wrk(
         url,
-        f'run = "p"\n{lua}{paced(rate, connections, probe.mean_ms)}',
+        f'run = "p"\n{lua}{paced(cycle_ms - latency_ms)}',
         connections=connections,
         seconds=seconds,
     )

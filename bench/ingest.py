@@ -200,7 +200,10 @@ def main() -> int:
         warm_up, ours = load(url, lua, options.seconds)
         show("deploybot", ours)
         handled, took = drain(database_url, tag)
-        print(f"  (its worker handled the {handled:,} left in the inbox in {took:.1f} s)")
+        if handled:
+            print(f"  (its worker then handled the {handled:,} left in the inbox in {took:.1f} s)")
+        else:
+            print("  (its worker kept up: nothing was left in the inbox)")
         calibration, at_rate = paced_run(
             url, lua, rate=PACED_RATE, connections=CONNECTIONS, seconds=options.seconds
         )
