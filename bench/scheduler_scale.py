@@ -391,6 +391,9 @@ class Bench:
         try:
             await seed(engine, rollouts=rollouts, port=self.port, now=datetime.now(UTC))
             scheduler = self.scheduler(engine, probe, batch=max(self.args.sizes))
+            # As `deploybot serve` does once started: what exists now is never collected.
+            gc.collect()
+            gc.freeze()
             ticks, problems = [], []
             for _ in range(1 + self.args.ticks):
                 started = datetime.now(UTC)
@@ -412,6 +415,7 @@ class Bench:
                 result["soak"] = await self.soak(scheduler)
             return result
         finally:
+            gc.unfreeze()
             await probe.aclose()
             await engine.dispose()
 
