@@ -10,6 +10,7 @@ may read.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,16 +21,15 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.github.context import parsed
-from bot.identity import person_for_slack
+from bot.identity import person_for_slack, slack_person
 from bot.pipeline.commands import SLACK_USAGE, Command, CommandError, Verb, parse_slash
-from bot.pipeline.config import DEFAULT_PIPELINE, Pipeline, PipelineError
+from bot.pipeline.config import DEFAULT_PIPELINE, Pipeline, PipelineError, parse_pipeline
 from bot.pipeline.models import Person
 from bot.pipeline.policy import permits
 from bot.slack.blocks import escape
 from bot.slack.home import home_for
 from integrations.github_app import GitHubApp, GitHubError, InstallationClient
-from storage import installations
+from storage import identities, installations
 from storage.overview import RepositoryOverview
 
 log = structlog.get_logger(__name__)
@@ -163,6 +163,21 @@ def usage_of(command: Command) -> str:
     return escape(error.usage if isinstance(error, CommandError) else SLACK_USAGE)
 
 
+@functools.lru_cache(maxsize=32)
+def _parse(text: str) -> Pipeline:
+    return parse_pipeline(text)  # frozen: one parse may serve every caller
+
+
+def pipeline_from(text: str) -> Pipeline | PipelineError:
+    """A pipeline file's text, parsed; the last few files parsed are remembered, since every
+    click and command reads one, and parsing the YAML cost more than the rest of a refused
+    click did."""
+    try:
+        return _parse(text)
+    except PipelineError as error:
+        return error
+
+
 async def quietly(sending: Awaitable[Any]) -> None:
     """Send an answer; if even that fails, the person cannot be told, but the log can."""
     try:
@@ -181,8 +196,10 @@ class Access:
         sessions: async_sessionmaker[AsyncSession],
         github: GitHubApp,
         config_path: str = ".github/deploybot.yml",
+        readers: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.readers = readers or sessions  # for reads only: on SQLite they take no write lock
         self.github = github
         self.config_path = config_path
         self._readable: dict[tuple[str, str], tuple[bool, float]] = {}
@@ -191,8 +208,9 @@ class Access:
         """The installed repository a command names, with the person asking, once their
         permission on it is enough for the command; else Refused, saying why."""
         assert command.repository is not None
-        async with self.sessions() as session:
+        async with self.readers() as session:
             row = await installations.find_repository(session, name=command.repository)
+            linked = await identities.linked_login(session, slack_user=inv.user)
         if row is None or row.installation_id is None:
             raise Refused(
                 f"deploybot is not installed on `{escape(command.repository)}`, or cannot see "
@@ -206,15 +224,14 @@ class Access:
             )
             or ""
         )
-        pipeline = parsed(text)
+        pipeline = pipeline_from(text)
         if isinstance(pipeline, PipelineError):
             raise Refused(
                 f"`{self.config_path}` on `{escape(row.default_branch)}` of "
                 f"{escape(row.full_name)} is invalid, so deploybot does nothing there:\n"
                 f"{escape(str(pipeline))}"
             )
-        async with self.sessions() as session:
-            person = await person_for_slack(session, pipeline=pipeline, slack_user=inv.user)
+        person = slack_person(pipeline, slack_user=inv.user, linked_login=linked)
         need = _NEEDS[command.verb]
         if person.github is None:
             raise Refused(
@@ -258,7 +275,7 @@ class Access:
             return await self.may_read(user, overview)
 
         return await home_for(
-            self.sessions,
+            self.readers,
             user=user,
             may_read=may_read,
             notice=f"⚠️ {notice}" if notice else None,
@@ -273,7 +290,7 @@ class Access:
         if cached is not None and cached[1] > now:
             return cached[0]
         allowed = False
-        async with self.sessions() as session:
+        async with self.readers() as session:
             row = await installations.find_repository(session, name=overview.repository)
             pipeline = overview.pipeline or DEFAULT_PIPELINE
             person = await person_for_slack(session, pipeline=pipeline, slack_user=user)

@@ -61,10 +61,12 @@ class SlashCommands:
         sessions: async_sessionmaker[AsyncSession],
         on_change: Callable[[], None],
         clock: Callable[[], datetime] = utcnow,
+        readers: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.access = access
         self.rollbacks = rollbacks
         self.sessions = sessions
+        self.readers = readers or sessions  # for reads only: on SQLite they take no write lock
         self.on_change = on_change
         self.clock = clock
 
@@ -231,7 +233,7 @@ class SlashCommands:
     async def _status(
         self, command: Command, inv: Invocation, reply: Reply, _c: AsyncWebClient, repo: Repo
     ) -> None:
-        async with self.sessions() as session:
+        async with self.readers() as session:
             overview = await environments_of(session, repository=repo.full_name, now=self.clock())
         message = status_message(overview)
         await reply.private(message.text, blocks=message.blocks)
@@ -387,7 +389,7 @@ class SlashCommands:
     ) -> None:
         env = self.access.environment(repo, command)
         now = self.clock()
-        async with self.sessions() as session:
+        async with self.readers() as session:
             existing = await locks.get(session, repository=repo.full_name, environment=env)
         shown = lock_rules.describe(existing) if existing is not None else ""
         if inv.confirmed and inv.expect != shown:

@@ -1,10 +1,22 @@
-"""Slack listeners on a Bolt `AsyncApp`: acknowledge at once, work after the ack."""
+"""Slack listeners on a Bolt `AsyncApp`: acknowledge at once, work after the ack.
+
+Each listener acks and hands the rest of its work to `AfterAck`; the app processes before it
+responds (`process_before_response=True`), so the answer leaves as soon as the listener
+returns. Bolt's other way, in HTTP mode, runs the listener in a task and has the request
+poll for its `ack()` every 10 ms, which put 10 ms under every answer and let the work of a
+burst of clicks crowd out the next acks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
+import structlog
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -17,10 +29,62 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.settings import Settings
 from bot.slack import modals
 from bot.slack.access import Access, Invocation
-from bot.slack.actions import ButtonActions
+from bot.slack.actions import ButtonActions, Clicked
+from bot.slack.blocks import ACTIONS
 from bot.slack.commands import SlashCommands
 from bot.slack.rollbacks import Rollbacks
+from bot.slack.writes import SharedWrites
 from integrations.github_app import GitHubApp
+from storage import db
+
+log = structlog.get_logger(__name__)
+
+# Every button of CONTRACT §6, matched by one listener: Bolt asks each listener in turn
+# whether a request is its own, and asking costs it the listener's arguments each time.
+BUTTONS = re.compile(f"^(?:{'|'.join(map(re.escape, ACTIONS))})$")
+
+# Work after acks runs this many pieces at a time: enough to overlap their waits on Slack,
+# GitHub and the database, few enough that the event loop stays free for the next request.
+AFTER_ACK_LIMIT = 16
+
+
+class AfterAck:
+    """Work that listeners do once they have acked, in the order it came, at most `limit`
+    pieces at a time. A piece waiting its turn is only a call to make (the coroutine is made
+    when its turn comes), so a backlog of thousands of clicks stays small for the garbage
+    collector, whose pauses would otherwise hold up the acks. A piece that fails is logged,
+    as Bolt logs a listener that raises after its ack."""
+
+    def __init__(self, *, limit: int = AFTER_ACK_LIMIT) -> None:
+        self.limit = limit
+        self._waiting: deque[tuple[Callable[[], Awaitable[None]], str]] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Make `work()` when its turn comes."""
+        self._waiting.append((work, name))
+        if len(self._workers) < self.limit:
+            worker = asyncio.get_running_loop().create_task(self._work(), name="slack-after-ack")
+            self._workers.add(worker)  # the loop keeps only weak references to tasks
+            worker.add_done_callback(self._workers.discard)
+
+    @property
+    def pending(self) -> int:
+        """Pieces waiting for their turn."""
+        return len(self._waiting)
+
+    async def wait(self) -> None:
+        """Until every piece started so far (and any they start) has finished."""
+        while self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while self._waiting:
+            work, name = self._waiting.popleft()
+            try:
+                await work()
+            except Exception:
+                log.exception("slack: the work after an ack failed", listener=name)
 
 
 def web_client(settings: Settings, *, retry_connections: bool = True) -> AsyncWebClient:
@@ -36,6 +100,13 @@ def web_client(settings: Settings, *, retry_connections: bool = True) -> AsyncWe
     )
 
 
+def reading(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions like `sessions` for reading only. On SQLite they begin deferred, beside the
+    writer, where every other transaction begins by taking the one write lock: a click's
+    look-ups would otherwise wait in line with every write of the service."""
+    return db.session_factory(db.reading(sessions.kw["bind"]))
+
+
 def build_slack_app(
     settings: Settings,
     client: AsyncWebClient,
@@ -43,19 +114,36 @@ def build_slack_app(
     sessions: async_sessionmaker[AsyncSession],
     github: GitHubApp,
     on_change: Callable[[], None],
+    after_ack: AfterAck | None = None,
 ) -> AsyncApp:
-    """The Bolt app with every listener registered; request signatures are always checked."""
+    """The Bolt app with every listener registered. Request signatures are checked by the
+    HTTP route (`bot.slack.ingress`) before Bolt sees a request, so Bolt does not check
+    them again; over Socket Mode there are none."""
     signing_secret = settings.slack_signing_secret
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret.get_secret_value() if signing_secret else None,
-        request_verification_enabled=signing_secret is not None,
-        process_before_response=False,
+        request_verification_enabled=False,
+        # Listeners ack and return at once; their work goes on in `AfterAck`.
+        process_before_response=True,
     )
-    access = Access(sessions=sessions, github=github, config_path=settings.deploybot_config_path)
-    rollbacks = Rollbacks(access=access, sessions=sessions, on_change=on_change)
+    readers = reading(sessions)
+    writes = SharedWrites(sessions)
+    access = Access(
+        sessions=sessions,
+        github=github,
+        config_path=settings.deploybot_config_path,
+        readers=readers,
+    )
+    rollbacks = Rollbacks(
+        access=access, sessions=sessions, on_change=on_change, readers=readers, writes=writes
+    )
     commands = SlashCommands(
-        access=access, rollbacks=rollbacks, sessions=sessions, on_change=on_change
+        access=access,
+        rollbacks=rollbacks,
+        sessions=sessions,
+        on_change=on_change,
+        readers=readers,
     )
     buttons = ButtonActions(
         sessions=sessions,
@@ -63,33 +151,36 @@ def build_slack_app(
         on_change=on_change,
         access=access,
         rollbacks=rollbacks,
+        readers=readers,
+        writes=writes,
     )
-    register(app, buttons, commands, rollbacks)
+    register(app, buttons, commands, rollbacks, after_ack or AfterAck())
     return app
 
 
 def register(
-    app: AsyncApp, buttons: ButtonActions, commands: SlashCommands, rollbacks: Rollbacks
+    app: AsyncApp,
+    buttons: ButtonActions,
+    commands: SlashCommands,
+    rollbacks: Rollbacks,
+    after_ack: AfterAck,
 ) -> None:
-    @app.action("approve")
-    @app.action("reject")
-    @app.action("rollback")
-    @app.action("promote")
-    @app.action("pause")
-    @app.action("resume")
+    @app.action(BUTTONS)
     async def button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()
-        await buttons.click(body=body, action=action, client=client)
+        clicked = Clicked.of(body)  # not the whole payload: the clicked message is large
+        after_ack.start(partial(buttons.click, clicked, action, client), name="button")
 
     @app.command("/deploy")
     async def deploy_command(ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+        invocation = Invocation.from_command(command)
         answer = commands.immediate(command.get("text") or "")
         if answer is not None:
             await ack(response_type="ephemeral", text=answer)
-            await commands.audit_malformed(Invocation.from_command(command))
+            after_ack.start(partial(commands.audit_malformed, invocation), name="/deploy")
             return
         await ack()
-        await commands.run(Invocation.from_command(command), client)
+        after_ack.start(partial(commands.run, invocation, client), name="/deploy")
 
     @app.view(modals.CONFIRM)
     async def confirmed(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -98,7 +189,7 @@ def register(
             modals.read_metadata(body.get("view") or {}), user=body["user"]["id"]
         )
         if invocation is not None:
-            await commands.run(invocation, client)
+            after_ack.start(partial(commands.run, invocation, client), name="confirmed")
 
     @app.view(modals.ROLLBACK)
     async def rollback_chosen(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -111,13 +202,20 @@ def register(
             )
             return
         await ack()
-        await rollbacks.choose(
-            user=body["user"]["id"], meta=modals.read_metadata(view), target=target, client=client
+        chosen = partial(
+            rollbacks.choose,
+            user=body["user"]["id"],
+            meta=modals.read_metadata(view),
+            target=target,
+            client=client,
         )
+        after_ack.start(chosen, name="rollback chosen")
 
     @app.event("app_home_opened")
     async def app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        # Events are acked by Bolt once this returns: the tab is drawn after that.
         if event.get("tab") == "home":
-            await client.views_publish(
-                user_id=event["user"], view=await commands.access.home(event["user"])
-            )
+            after_ack.start(partial(publish_home, client, event["user"]), name="app_home_opened")
+
+    async def publish_home(client: AsyncWebClient, user: str) -> None:
+        await client.views_publish(user_id=user, view=await commands.access.home(user))

@@ -9,7 +9,7 @@ is the confirmation, so the button has no dialog of its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from bot.pipeline.commands import Command, CommandError, Verb, parse_slash, rend
 from bot.slack import modals
 from bot.slack.access import Access, Invocation, Refused, Reply, Repo, quietly
 from bot.slack.blocks import escape
+from bot.slack.writes import SharedWrites
 from integrations.github_app import GitHubError
 from storage import audit, releases
 from storage.models import utcnow
@@ -43,9 +44,13 @@ class Rollbacks:
         sessions: async_sessionmaker[AsyncSession],
         on_change: Callable[[], None],
         clock: Callable[[], datetime] = utcnow,
+        readers: async_sessionmaker[AsyncSession] | None = None,
+        writes: SharedWrites | None = None,
     ) -> None:
         self.access = access
         self.sessions = sessions
+        self.readers = readers or sessions  # for reads only: on SQLite they take no write lock
+        self.writes = writes or SharedWrites(sessions)
         self.on_change = on_change
         self.clock = clock
 
@@ -55,7 +60,7 @@ class Rollbacks:
         skips approvals, so where approvals are needed it only goes back to commits that
         passed them here: GitHub's history (anyone with write access can add to it) is not
         offered there."""
-        async with self.sessions() as session:
+        async with self.readers() as session:
             current = await releases.current_in_environment(
                 session, repository=repo.full_name, environment=environment
             )
@@ -97,9 +102,11 @@ class Rollbacks:
         repository: str,
         environment: str,
         meta: dict[str, Any],
+        on_refused: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> str | None:
         """The Rollback button: check who asks, then open the modal. Returns the refusal
-        (mrkdwn, outside text escaped) when it cannot."""
+        (mrkdwn, outside text escaped) when it cannot; `on_refused` writes more in the
+        transaction that records it."""
         command = Command(Verb.ROLLBACK, repository=repository, environment=environment)
         inv = Invocation(text=render_slash(command), user=user, channel=meta.get("channel") or "")
         try:
@@ -107,7 +114,9 @@ class Rollbacks:
             env = self.access.environment(repo, command)
             await self.open(client, trigger_id=trigger_id, repo=repo, env=env, meta=meta)
         except Refused as refusal:
-            async with self.sessions.begin() as session:
+            text = str(refusal)
+
+            async def record(session: AsyncSession) -> None:
                 audit.record(
                     session,
                     actor=user,
@@ -115,9 +124,13 @@ class Rollbacks:
                     action="button rollback",
                     repository=repository,
                     environment=environment,
-                    detail={"refused": str(refusal)},
+                    detail={"refused": text},
                 )
-            return str(refusal)
+                if on_refused is not None:
+                    await on_refused(session)
+
+            await self.writes.run(record)
+            return text
         except GitHubError as exc:
             log.warning("rollback: GitHub failed", error=str(exc))
             return "GitHub did not answer deploybot just now; try again in a minute."
@@ -134,7 +147,7 @@ class Rollbacks:
     ) -> None:
         """Open the rollback modal within Slack's 3 seconds: with the candidates if they are
         found within a second, else saying it is looking and filling them in after."""
-        async with self.sessions() as session:
+        async with self.readers() as session:
             current = await releases.current_in_environment(
                 session, repository=repo.full_name, environment=env
             )
