@@ -48,11 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import app_private_key
 from bot.logs import configure_logging
 from bot.pipeline.config import parse_pipeline
 from bot.scheduler import Scheduler
@@ -335,21 +336,12 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def _private_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace, port: int, hits: Callable[[], int]) -> None:
         self.args = args
         self.port = port
         self.hits = hits
-        self.key = _private_key()
+        self.key = app_private_key()
         self.collections = Collections()
         # Nothing is asked of GitHub while every probe is healthy; port 9 would refuse.
         self.github = GitHubApp(app_id=1, private_key=self.key, base_url="http://127.0.0.1:9")
