@@ -939,7 +939,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=20, help="length of each measured run")
     parser.add_argument("--rate", type=float, default=500, help="clicks a second")
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url", default=None, help="an empty database (default: a fresh SQLite file)"
+    )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy deploybot into FILE")
     options = parser.parse_args()
     require_wrk()
