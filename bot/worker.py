@@ -147,13 +147,21 @@ class QueueWorker(ABC):
             items = await self.queue.claim_due(
                 session, owner=self.owner, now=self.clock(), lease=self.lease, limit=self.batch
             )
+        if not items:
+            return 0
+        held = {item.id for item in items}
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_leases(held, done))
         try:
             for index, item in enumerate(items):
                 if self._stopping.is_set():
                     await self._unclaim(items[index:])
                     break
                 await self._process(item)
+                held.discard(item.id)
         finally:
+            done.set()  # the keeper stops between renewals, never in the middle of one
+            await keeper
             await self.after_batch()
         return len(items)
 
@@ -172,8 +180,6 @@ class QueueWorker(ABC):
 
     async def _process(self, item: Any) -> None:
         bound = log.bind(queue=self.name, **self.describe(item))
-        done = asyncio.Event()
-        keeper = asyncio.create_task(self._keep_lease(item, done, bound))
         try:
             outcome = await self.complete(item)
         except LeaseLost:
@@ -182,29 +188,32 @@ class QueueWorker(ABC):
         except Exception as exc:
             await self._record_failure(item, exc, bound)
             return
-        finally:
-            done.set()  # the keeper stops between renewals, never in the middle of one
-            await keeper
+        self.log_outcome(bound, outcome)
+
+    def log_outcome(self, bound: Any, outcome: str) -> None:
+        """The line a completed row leaves in the log."""
         bound.info("completed", outcome=outcome)
 
-    async def _keep_lease(self, item: Any, done: asyncio.Event, bound: Any) -> None:
-        """Renew the lease on `item` every third of its length until `done`."""
+    async def _keep_leases(self, held: set[int], done: asyncio.Event) -> None:
+        """Renew the leases on the rows of a batch still `held` (the one in hand and those
+        waiting their turn) every third of the lease until `done`, so a slow row keeps the
+        rest of its batch from running out."""
         interval = self.lease.total_seconds() / 3
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout=interval)
-            if done.is_set():
+            if done.is_set() or not held:
                 return
             try:
                 async with self.sessions.begin() as session:
-                    kept = await self.queue.extend(
-                        session, item_id=item.id, owner=self.owner, until=self.clock() + self.lease
+                    await self.queue.extend(
+                        session,
+                        item_ids=list(held),
+                        owner=self.owner,
+                        until=self.clock() + self.lease,
                     )
             except Exception:
-                bound.warning("could not renew the lease", exc_info=True)
-                continue
-            if not kept:
-                return  # another worker has it; finishing will find out
+                log.warning(f"{self.name}: could not renew leases", rows=len(held), exc_info=True)
 
     async def _record_failure(self, item: Any, exc: Exception, bound: Any) -> None:
         if isinstance(exc, RetryLater):
@@ -286,6 +295,14 @@ class InboxWorker(QueueWorker):
         if self.metrics is not None:
             self.metrics.inbox_failures.labels(item.event).inc()
         super().count_failure(item, dead=dead)
+
+    def log_outcome(self, bound: Any, outcome: str) -> None:
+        # Most of what GitHub sends is ignored: a line each would be most of the log (and of
+        # the worker's time). The inbox keeps every delivery with its status.
+        if outcome == InboxStatus.IGNORED.value:
+            bound.debug("completed", outcome=outcome)
+        else:
+            super().log_outcome(bound, outcome)
 
     async def complete(self, item: InboxItem) -> str:
         apply = await self.handle(item, json.loads(item.body))

@@ -12,6 +12,7 @@ longer holds the rest back. Rows without a key are not held back at all.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -73,16 +74,16 @@ class WorkQueue(Generic[Row]):
         )
 
     async def extend(
-        self, session: AsyncSession, *, item_id: int, owner: str, until: datetime
-    ) -> bool:
-        """Keep a claimed row for longer; False if our lease was lost meanwhile."""
-        result: Any = await session.execute(
+        self, session: AsyncSession, *, item_ids: Collection[int], owner: str, until: datetime
+    ) -> None:
+        """Keep claimed rows for longer, in one statement; rows whose lease was lost meanwhile
+        are left to their new owner (finishing them finds that out)."""
+        await session.execute(
             sa.update(self.table)
-            .where(self.table.id == item_id, self.table.lease_owner == owner)
+            .where(self.table.id.in_(item_ids), self.table.lease_owner == owner)
             .values(lease_until=until)
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
 
     async def finish(
         self,

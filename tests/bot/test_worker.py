@@ -282,3 +282,29 @@ async def test_ignored_deliveries_whose_lease_was_lost_are_left_to_their_new_own
     assert rows["mine"].status == InboxStatus.IGNORED.value
     assert rows["taken"].status == InboxStatus.PENDING.value
     assert rows["taken"].lease_owner == "other"
+
+
+async def test_a_slow_delivery_keeps_the_rest_of_its_batch_leased(engine: AsyncEngine) -> None:
+    """While one delivery takes longer than the lease, the others claimed with it wait their
+    turn still leased: no other replica takes them over meanwhile."""
+    sessions = db.session_factory(engine)
+    await _store(sessions, ("slow", "{}"), ("next", "{}"), ("last", "{}"))
+    lease = timedelta(seconds=0.6)
+    taken_by_others: list[str] = []
+
+    async def handle(item, payload):
+        if item.delivery_id == "slow":
+            for _ in range(6):  # three leases long, looking for a takeover as another replica
+                await asyncio.sleep(0.3)
+                async with sessions.begin() as session:
+                    others = await inbox.claim_due(
+                        session, owner="other", now=utcnow(), lease=lease, limit=10
+                    )
+                taken_by_others.extend(item.delivery_id for item in others)
+        return None
+
+    worker = InboxWorker(sessions=sessions, handle=handle, lease=lease, batch=3)
+    assert await worker.run_once() == 3
+    assert taken_by_others == []
+    rows = await _rows(sessions)
+    assert {row.status for row in rows.values()} == {InboxStatus.IGNORED.value}
