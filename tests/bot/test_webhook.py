@@ -120,23 +120,26 @@ async def test_wrong_secret_is_refused(app: FastAPI, client: httpx.AsyncClient) 
 
 
 @pytest.mark.parametrize(
-    ("body", "drop"),
+    ("body", "drop", "message"),
     [
-        (b"{not json", None),
-        (b"[1, 2]", None),
-        (b"\xff\xfe\x00garbage", None),
-        (b'{"zen": "x"}', "X-GitHub-Delivery"),
-        (b'{"zen": "x"}', "X-GitHub-Event"),
+        (b"{not json", None, "body is not JSON"),
+        (b'{"zen": "x"} trailing', None, "body is not JSON"),
+        (b"[1, 2]", None, "body must be a JSON object"),
+        (b'"zen"', None, "body must be a JSON object"),
+        (b"\xff\xfe\x00garbage", None, "body is not UTF-8 JSON"),
+        (b'{"zen": "x"}', "X-GitHub-Delivery", "X-GitHub-Delivery and X-GitHub-Event"),
+        (b'{"zen": "x"}', "X-GitHub-Event", "X-GitHub-Delivery and X-GitHub-Event"),
     ],
 )
 async def test_malformed_deliveries_get_400(
-    app: FastAPI, client: httpx.AsyncClient, body: bytes, drop: str | None
+    app: FastAPI, client: httpx.AsyncClient, body: bytes, drop: str | None, message: str
 ) -> None:
     headers = github_headers(body, secret=WEBHOOK_SECRET, event="ping")
     if drop:
         headers.pop(drop)
     response = await client.post("/github/webhook", content=body, headers=headers)
     assert response.status_code == 400, response.text
+    assert message in response.json()["message"]
     assert await _inbox(app) == []
 
 
@@ -202,6 +205,16 @@ async def test_unknown_events_are_recorded_and_ignored(
     await _drain(app)
     (item,) = await _inbox(app)
     assert (item.event, item.action, item.status) == ("quantum_event", "teleported", "ignored")
+
+
+async def test_an_action_that_is_not_text_is_stored_without_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    body = compact({"action": {"odd": 1}, "zen": "x"})
+    headers = github_headers(body, secret=WEBHOOK_SECRET, event="quantum_event")
+    assert (await client.post("/github/webhook", content=body, headers=headers)).status_code == 202
+    (item,) = await _inbox(app)
+    assert item.action is None and item.body == body.decode()
 
 
 async def test_probes_and_metrics(app: FastAPI, client: httpx.AsyncClient) -> None:
