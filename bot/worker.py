@@ -283,6 +283,9 @@ class InboxWorker(QueueWorker):
         on_handled: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        # A claim costs about as much as handling a dozen ignored deliveries: under load a
+        # batch should take all that a group commit of the webhook route stored at once.
+        kwargs.setdefault("batch", 100)
         super().__init__(queue=inbox.QUEUE, **kwargs)
         self.handle = handle
         self.on_handled = on_handled  # e.g. wake the outbox: the delivery may have made effects
