@@ -113,6 +113,10 @@ class QueueWorker(ABC):
     async def on_dead(self, item: Any, error: str) -> None:  # noqa: B027  (optional hook)
         """Called once a row is dead-lettered, for whatever must follow from giving up."""
 
+    async def claimed(self, session: AsyncSession, items: list[Any]) -> None:  # noqa: B027
+        """Called in the claim's transaction with the rows it claimed, to read what their
+        work needs along with them (optional hook)."""
+
     async def after_batch(self) -> None:  # noqa: B027  (optional hook)
         """Called once the rows of a claimed batch were each completed (or handed back)."""
 
@@ -147,6 +151,8 @@ class QueueWorker(ABC):
             items = await self.queue.claim_due(
                 session, owner=self.owner, now=self.clock(), lease=self.lease, limit=self.batch
             )
+            if items:
+                await self.claimed(session, items)
         if not items:
             return 0
         held = {item.id for item in items}
@@ -290,6 +296,7 @@ class InboxWorker(QueueWorker):
         self.handle = handle
         self.on_handled = on_handled  # e.g. wake the outbox: the delivery may have made effects
         self._ignored: list[int] = []
+        self._bodies: dict[int, str] = {}
 
     def describe(self, item: InboxItem) -> dict[str, Any]:
         return {"delivery": item.delivery_id, "github_event": item.event, "action": item.action}
@@ -307,10 +314,16 @@ class InboxWorker(QueueWorker):
         else:
             super().log_outcome(bound, outcome)
 
+    async def claimed(self, session: AsyncSession, items: list[InboxItem]) -> None:
+        self._bodies = await inbox.bodies(session, [item.id for item in items if item.id])
+
     async def complete(self, item: InboxItem) -> str:
-        apply = await self.handle(item, json.loads(item.body))
+        assert item.id is not None
+        body = self._bodies.get(item.id)
+        if body is None:
+            raise MalformedDelivery("the delivery's body is missing")
+        apply = await self.handle(item, json.loads(body))
         if apply is None:
-            assert item.id is not None
             self._ignored.append(item.id)
             return InboxStatus.IGNORED.value
         async with self.sessions.begin() as session:
@@ -321,6 +334,7 @@ class InboxWorker(QueueWorker):
         return InboxStatus.DONE.value
 
     async def after_batch(self) -> None:
+        self._bodies = {}
         ignored, self._ignored = self._ignored, []
         if not ignored:
             return

@@ -7,14 +7,15 @@ would cap ingest at what the database can commit one by one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import db
-from storage.models import InboxItem, InboxStatus, utcnow
+from storage.models import InboxBody, InboxItem, InboxStatus, utcnow
 from storage.queue import ERROR_LIMIT, WorkQueue
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "QUEUE",
     "Delivery",
     "GroupCommit",
+    "bodies",
     "finish",
     "record_deliveries",
     "record_delivery",
@@ -44,8 +46,8 @@ class Delivery:
 
 
 async def record_deliveries(session: AsyncSession, deliveries: Sequence[Delivery]) -> list[bool]:
-    """Store each delivery once, in one statement; for each, False when the same source and
-    delivery id were stored before (or earlier in `deliveries`)."""
+    """Store each delivery once, its row and its body in a statement each; for each, False
+    when the same source and delivery id were stored before (or earlier in `deliveries`)."""
     now = utcnow()
     first = {delivery.key: index for index, delivery in reversed(list(enumerate(deliveries)))}
     rows = [
@@ -54,7 +56,6 @@ async def record_deliveries(session: AsyncSession, deliveries: Sequence[Delivery
             "delivery_id": delivery.delivery_id,
             "event": delivery.event,
             "action": delivery.action,
-            "body": delivery.body,
             "status": InboxStatus.PENDING.value,
             "attempts": 0,
             "received_at": now,
@@ -71,15 +72,31 @@ async def record_deliveries(session: AsyncSession, deliveries: Sequence[Delivery
     statement = (
         db.insert(session, table)
         .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-        .returning(table.c.source, table.c.delivery_id)
+        .returning(table.c.id, table.c.source, table.c.delivery_id)
     )
     stored = {
-        (source, delivery_id) for source, delivery_id in await session.execute(statement, rows)
+        (source, delivery_id): row_id
+        for row_id, source, delivery_id in await session.execute(statement, rows)
     }
+    bodies = [
+        {"id": stored[delivery.key], "body": delivery.body}
+        for index, delivery in enumerate(deliveries)
+        if first[delivery.key] == index and delivery.key in stored
+    ]
+    if bodies:
+        await session.execute(sa.insert(InboxBody.__table__), bodies)  # type: ignore[attr-defined]
     return [
         first[delivery.key] == index and delivery.key in stored
         for index, delivery in enumerate(deliveries)
     ]
+
+
+async def bodies(session: AsyncSession, item_ids: Collection[int]) -> dict[int, str]:
+    """The stored bodies of these deliveries, by inbox id."""
+    result = await session.execute(
+        sa.select(InboxBody.id, InboxBody.body).where(InboxBody.id.in_(item_ids))  # type: ignore[attr-defined]
+    )
+    return {row_id: body for row_id, body in result.all()}
 
 
 async def record_delivery(

@@ -304,7 +304,6 @@ class InboxItem(SQLModel, table=True):
     delivery_id: str
     event: str
     action: str | None = None
-    body: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
     status: str = InboxStatus.PENDING.value
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
@@ -313,6 +312,20 @@ class InboxItem(SQLModel, table=True):
     processed_at: datetime | None = _when()
     lease_owner: str | None = None
     lease_until: datetime | None = _when()
+
+
+class InboxBody(SQLModel, table=True):
+    """A delivery's body, kept apart from its inbox row (`id` is the row's): the row's status
+    and lease change as it is worked off, and on SQLite each change rewrites the whole row, a
+    15 kB body with it. Written once with its row, read once by the worker that claims it.
+
+    No foreign key: SQLite's way of altering `inbox` (a copy, then DROP TABLE) would delete
+    every body through it."""
+
+    __tablename__ = "inbox_body"
+
+    id: int = Field(sa_column=sa.Column(sa.Integer(), primary_key=True, autoincrement=False))
+    body: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
 
 
 class OutboxStatus(StrEnum):
