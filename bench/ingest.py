@@ -3,6 +3,8 @@ connections, the server pinned to core 0 and wrk to core 1.
 
 In the same run, against the same payload and secret:
 - a bare ASGI app that answers 202 (the floor: uvicorn and nothing else),
+- a durable ASGI app: HMAC, JSON parse, SQLite group commit with the standard library and
+  nothing else (the floor for any Python server that stores before it answers),
 - a minimal Probot app (`probot@14`, Probot's own server, a no-op `issue_comment.created`),
 - `deploybot serve`, which verifies, stores every delivery in its inbox and only then
   answers 202.
@@ -179,6 +181,16 @@ def main() -> int:
         lua = delivery_lua(body, secret, "/", "bare")
         _, baselines["bare ASGI"] = load(f"http://127.0.0.1:{port}", lua, options.seconds)
     show("bare ASGI", baselines["bare ASGI"])
+
+    port = free_port()
+    durable = {"BENCH_SECRET": secret, "BENCH_DATABASE": str(workdir / "durable.db")}
+    app = uvicorn_app("bench.durable_asgi:app", port)
+    with serving("durable-asgi", app, port=port, env=durable, cwd=ROOT):
+        lua = delivery_lua(body, secret, "/", "durable")
+        warm_up, baselines["durable ASGI"] = load(f"http://127.0.0.1:{port}", lua, options.seconds)
+    show("durable ASGI", baselines["durable ASGI"])
+    if set(warm_up.statuses) | set(baselines["durable ASGI"].statuses) != {202}:
+        sys.exit("the durable ASGI baseline refused deliveries: see its statuses above")
 
     if not options.skip_probot:
         install_probot()
