@@ -6,8 +6,7 @@ would cap ingest at what the database can commit one by one.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage import db
 from storage.models import InboxBody, InboxItem, InboxStatus, utcnow
 from storage.queue import ERROR_LIMIT, WorkQueue
+from storage.shared_transactions import SharedTransactions
 
 __all__ = [
     "ERROR_LIMIT",
@@ -114,53 +114,18 @@ async def record_delivery(
     return stored
 
 
-class GroupCommit:
-    """Stores the deliveries of concurrent requests in shared transactions.
-
-    The first delivery to arrive is written at once, so a lone request waits for one commit
-    as before; those that arrive while a transaction is committing are written together in
-    the next one. Each caller returns only after the commit that holds its delivery, so an
-    answer never runs ahead of what is on disk.
-    """
+class GroupCommit(SharedTransactions[Delivery, bool]):
+    """Stores the deliveries of concurrent requests in shared transactions, one statement
+    for each (`record_deliveries`), so an answer never runs ahead of what is on disk. A
+    transaction that fails fails every request it held, and stores none of them."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, limit: int = 500) -> None:
-        self.sessions = sessions
-        self.limit = limit
-        self._waiting: list[tuple[Delivery, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        super().__init__(sessions, record_deliveries, limit=limit, name="inbox-group-commit")
 
-    async def store(self, delivery: Delivery) -> bool:
+    def store(self, delivery: Delivery) -> Awaitable[bool]:
         """Store `delivery`; False when it was stored before. Raises what the database raised
         for the transaction that was to hold it (nothing of that transaction is stored)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((delivery, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write(), name="inbox-group-commit")
-        return await future
-
-    async def _write(self) -> None:
-        batch: list[tuple[Delivery, asyncio.Future[bool]]] = []
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self.limit], self._waiting[self.limit :]
-                try:
-                    async with self.sessions.begin() as session:
-                        stored = await record_deliveries(session, [d for d, _ in batch])
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for (_, future), new in zip(batch, stored, strict=True):
-                        if not future.done():  # its request may have been cancelled meanwhile
-                            future.set_result(new)
-                batch = []
-        finally:
-            self._writer = None
-            # Only a cancelled writer leaves any: their requests must not wait for ever.
-            for _, future in batch + self._waiting:
-                future.cancel()
-            self._waiting = []
+        return self.submit(delivery)  # not awaited here: no coroutine of its own per request
 
 
 QUEUE: WorkQueue[InboxItem] = WorkQueue(InboxItem, finished_at="processed_at")
