@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -46,6 +46,8 @@ BUTTONS = re.compile(f"^(?:{'|'.join(map(re.escape, ACTIONS))})$")
 # Work after acks runs this many pieces at a time: enough to overlap their waits on Slack,
 # GitHub and the database, few enough that the event loop stays free for the next request.
 AFTER_ACK_LIMIT = 16
+# How long a shutdown waits for the work after acks: each ack told Slack it would be done.
+AFTER_ACK_GRACE_SECONDS = 5.0
 
 
 class AfterAck:
@@ -53,12 +55,17 @@ class AfterAck:
     pieces at a time. A piece waiting its turn is only a call to make (the coroutine is made
     when its turn comes), so a backlog of thousands of clicks stays small for the garbage
     collector, whose pauses would otherwise hold up the acks. A piece that fails is logged,
-    as Bolt logs a listener that raises after its ack."""
+    as Bolt logs a listener that raises after its ack. A shutdown waits up to `grace`
+    seconds for what was started (`close`)."""
 
-    def __init__(self, *, limit: int = AFTER_ACK_LIMIT) -> None:
+    def __init__(
+        self, *, limit: int = AFTER_ACK_LIMIT, grace: float = AFTER_ACK_GRACE_SECONDS
+    ) -> None:
         self.limit = limit
+        self.grace = grace
         self._waiting: deque[tuple[Callable[[], Awaitable[None]], str]] = deque()
         self._workers: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[Any] | None, str] = {}  # by worker: its piece's name
 
     def start(self, work: Callable[[], Awaitable[None]], *, name: str) -> None:
         """Make `work()` when its turn comes."""
@@ -78,13 +85,42 @@ class AfterAck:
         while self._workers:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
+    async def close(self) -> None:
+        """Until every piece started so far (and any they start) has finished, for at most
+        `grace` seconds; then what still runs is cancelled, what waits is dropped, and both
+        are logged by listener."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        while self._workers and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._workers), timeout=left)
+        if not self._workers:
+            return
+        running = [self._running[w] for w in self._workers if w in self._running]
+        dropped = Counter(running) + Counter(name for _, name in self._waiting)
+        self._waiting.clear()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        log.warning(
+            "slack: shutdown dropped work after acks",
+            grace_seconds=self.grace,
+            cancelled=len(running),
+            never_started=dropped.total() - len(running),
+            listeners=dict(dropped),
+        )
+
     async def _work(self) -> None:
-        while self._waiting:
-            work, name = self._waiting.popleft()
-            try:
-                await work()
-            except Exception:
-                log.exception("slack: the work after an ack failed", listener=name)
+        worker = asyncio.current_task()
+        try:
+            while self._waiting:
+                work, name = self._waiting.popleft()
+                self._running[worker] = name
+                try:
+                    await work()
+                except Exception:
+                    log.exception("slack: the work after an ack failed", listener=name)
+        finally:
+            self._running.pop(worker, None)
 
 
 def web_client(settings: Settings, *, retry_connections: bool = True) -> AsyncWebClient:
@@ -107,6 +143,15 @@ def reading(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[As
     return db.session_factory(db.reading(sessions.kw["bind"]))
 
 
+class SlackApp(AsyncApp):
+    """The Bolt app, with the work its listeners leave for after their acks (`after_ack`),
+    which a shutdown waits for."""
+
+    def __init__(self, *, after_ack: AfterAck, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.after_ack = after_ack
+
+
 def build_slack_app(
     settings: Settings,
     client: AsyncWebClient,
@@ -115,12 +160,14 @@ def build_slack_app(
     github: GitHubApp,
     on_change: Callable[[], None],
     after_ack: AfterAck | None = None,
-) -> AsyncApp:
+) -> SlackApp:
     """The Bolt app with every listener registered. Request signatures are checked by the
     HTTP route (`bot.slack.ingress`) before Bolt sees a request, so Bolt does not check
     them again; over Socket Mode there are none."""
     signing_secret = settings.slack_signing_secret
-    app = AsyncApp(
+    after_ack = after_ack or AfterAck()
+    app = SlackApp(
+        after_ack=after_ack,
         client=client,
         signing_secret=signing_secret.get_secret_value() if signing_secret else None,
         request_verification_enabled=False,
@@ -154,7 +201,7 @@ def build_slack_app(
         readers=readers,
         writes=writes,
     )
-    register(app, buttons, commands, rollbacks, after_ack or AfterAck())
+    register(app, buttons, commands, rollbacks, after_ack)
     return app
 
 

@@ -84,3 +84,44 @@ async def test_work_started_by_work_is_waited_for_too() -> None:
     after_ack.start(outer, name="outer")
     await after_ack.wait()
     assert done == ["inner"]
+
+
+async def test_close_waits_for_the_work_and_what_it_starts() -> None:
+    after_ack = AfterAck(limit=2, grace=5)
+    done: list[str] = []
+
+    async def inner() -> None:
+        await asyncio.sleep(0.05)
+        done.append("inner")
+
+    async def outer() -> None:
+        await asyncio.sleep(0.05)
+        after_ack.start(inner, name="inner")
+
+    after_ack.start(outer, name="outer")
+    with structlog.testing.capture_logs() as logs:
+        await after_ack.close()
+    assert done == ["inner"] and logs == []
+
+
+async def test_close_past_the_grace_cancels_drops_and_says_which() -> None:
+    after_ack = AfterAck(limit=1, grace=0.05)
+    made: list[str] = []
+
+    async def stuck() -> None:
+        made.append("stuck")
+        await asyncio.sleep(60)
+
+    async def later() -> None:
+        made.append("later")
+
+    after_ack.start(stuck, name="button")
+    after_ack.start(later, name="/deploy")
+    after_ack.start(later, name="button")
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(after_ack.close(), timeout=5)
+    assert made == ["stuck"] and after_ack.pending == 0
+    (dropped,) = logs
+    assert dropped["log_level"] == "warning"
+    assert dropped["cancelled"] == 1 and dropped["never_started"] == 2
+    assert dropped["listeners"] == {"button": 2, "/deploy": 1}
