@@ -149,6 +149,7 @@ def create_app(
         finally:
             if socket_mode is not None:
                 await socket_mode.close_async()
+            await slack.after_ack.close()  # acked Slack work, before what it uses stops
             await scheduler.stop()
             await reconciler.stop()
             worker.stop()
