@@ -120,7 +120,7 @@ class GroupCommit(SharedTransactions[Delivery, bool]):
     transaction that fails fails every request it held, and stores none of them."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, limit: int = 500) -> None:
-        super().__init__(sessions, record_deliveries, limit=limit, name="inbox-group-commit")
+        super().__init__(sessions, record_deliveries, limit=limit)
 
     def store(self, delivery: Delivery) -> Awaitable[bool]:
         """Store `delivery`; False when it was stored before. Raises what the database raised

@@ -1,9 +1,8 @@
-"""The writes of concurrent callers, made together in shared transactions (group commit).
+"""Group commit: the writes of concurrent callers made together in shared transactions.
 
-A small write costs mostly its commit: on SQLite a disk sync under the one write lock, which
-every other writer waits for; on PostgreSQL a round trip and a log flush. Callers that come
-together hand their items to one writer task, which writes what is waiting in one
-transaction, then what came meanwhile in the next, and so on until nothing waits.
+A small write costs mostly its commit: on SQLite a disk sync under the one write lock (a
+writer waiting for it sleeps and retries, so it sits idle meanwhile), on PostgreSQL a round
+trip and a log flush.
 """
 
 from __future__ import annotations
@@ -19,19 +18,14 @@ Result = TypeVar("Result")
 
 
 class SharedTransactions(Generic[Item, Result]):
-    """Writes the items of concurrent callers in shared transactions.
+    """Writes the items of concurrent callers in shared transactions, in the order they came.
 
-    `write(session, items)` writes a batch in the transaction of `session` and returns one
-    result for each item, in order. The first item to arrive is written at once, so a lone
-    caller waits for one commit; items that arrive while a transaction is open are written
-    together in the next one, up to `limit` in each, in the order they came. Each caller
-    returns only after the commit that holds its item, so nothing it says afterwards runs
-    ahead of what is stored.
-
-    When a batch's transaction fails, nothing of it is kept, and each of its callers gets
-    what was raised; with `alone_after_failure`, each of its items is written again in a
-    transaction of its own instead, so one item's failure is its caller's alone (`write` must
-    then be safe to make again after a rollback).
+    `write(session, items)` writes a batch and returns a result for each item. The first
+    item is written at once, so a lone caller waits for one commit; those that arrive
+    meanwhile are written together in the next transaction, up to `limit` in each. A caller
+    returns only after the commit that holds its item. If a transaction fails, nothing of it
+    is kept and each of its callers gets what was raised; with `alone_after_failure`, each
+    item is written again in a transaction of its own, so the failure is its caller's alone.
     """
 
     def __init__(
@@ -40,13 +34,11 @@ class SharedTransactions(Generic[Item, Result]):
         write: Callable[[AsyncSession, list[Item]], Awaitable[Sequence[Result]]],
         *,
         limit: int,
-        name: str,
         alone_after_failure: bool = False,
     ) -> None:
         self.sessions = sessions
         self.write = write
         self.limit = limit
-        self.name = name
         self.alone_after_failure = alone_after_failure
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -57,7 +49,7 @@ class SharedTransactions(Generic[Item, Result]):
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._writer is None:
-            self._writer = asyncio.create_task(self._write(), name=self.name)
+            self._writer = asyncio.create_task(self._write(), name=type(self).__name__)
         return await future
 
     async def _write(self) -> None:
@@ -82,10 +74,10 @@ class SharedTransactions(Generic[Item, Result]):
             if self.alone_after_failure and len(batch) > 1:
                 for one in batch:
                     await self._commit([one])
-                return
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
             return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():  # its caller may have been cancelled meanwhile

@@ -38,7 +38,7 @@ async def test_a_cancelled_writer_cancels_its_callers_and_the_next_caller_starts
             await release.wait()
         return names
 
-    shared = SharedTransactions(db.session_factory(engine), write, limit=10, name="test")
+    shared = SharedTransactions(db.session_factory(engine), write, limit=10)
     held = asyncio.ensure_future(shared.submit("held"))
     await entered.wait()
     waiting = [asyncio.ensure_future(shared.submit(f"w{n}")) for n in range(3)]
@@ -66,13 +66,8 @@ async def test_a_lone_item_that_fails_is_written_once(
         calls.append(names)
         raise RuntimeError("no")
 
-    shared = SharedTransactions(
-        db.session_factory(engine),
-        write,
-        limit=10,
-        name="test",
-        alone_after_failure=alone_after_failure,
-    )
+    sessions = db.session_factory(engine)
+    shared = SharedTransactions(sessions, write, limit=10, alone_after_failure=alone_after_failure)
     with pytest.raises(RuntimeError):
         await shared.submit("lone")
     assert calls == [["lone"]]
