@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
 log = structlog.get_logger(__name__)
 
@@ -83,10 +84,61 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 
+    turns = _WriteTurns()
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        deferred = connection.get_execution_options().get("sqlite_read_only", False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("sqlite_read_only", False):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        record = connection.connection._connection_record
+        turns.take(record)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.give_back(record)
+            raise
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        turns.give_back(record)
+
+
+class _WriteTurns:
+    """The write transactions of one engine in this process, one at a time, in line.
+
+    SQLite lets one writer in at a time; the others wait in its busy handler, which sleeps
+    1, 2, 5, 10 … ms between tries and so lets the lock sit idle after it is freed: with
+    the webhook route's group commits and the inbox worker's claims taking turns, the core
+    stood idle a third of the time. Waiting here instead, a writer starts as soon as the one
+    before it has committed and given its connection back. Other processes on the same
+    file still meet the busy handler, as before.
+    """
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._holder: object | None = None
+
+    def take(self, record: object) -> None:
+        """Wait (inside SQLAlchemy's async bridge) until `record`'s connection may write."""
+        if self._holder is record:
+            return  # its last transaction ended, but it has not given the connection back
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop, self._holder = asyncio.Lock(), loop, None
+        try:
+            await_(asyncio.wait_for(self._lock.acquire(), SQLITE_BUSY_TIMEOUT_MS / 1000))
+        except TimeoutError:
+            raise sa.exc.OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            ) from None
+        self._holder = record
+
+    def give_back(self, record: object) -> None:
+        if self._holder is record and self._lock is not None:
+            self._holder = None
+            self._lock.release()
 
 
 async def checkpoints(engine: AsyncEngine, *, every: float = 1.0) -> None:
