@@ -25,7 +25,7 @@ shape around the clicked message, each with its own `action_ts` and `trigger_id`
 from a file. wrk waits `delay()` after each answer, so its rate is connections / (delay +
 latency): two warm-up runs of clicks that change nothing measure the latency and set the
 delay, so that the measured run arrives at `--rate`; each wait is drawn at random around
-that delay (see `Pacing`). The warm-up's clicks are all worked off before the next run.
+that delay (see `common.Pacing`). The warm-up's clicks are all worked off before the next run.
 
 Printed: achieved rate, p50/p99 of the ack and answers by status, for both servers, and the
 ratios; the CPU each side used; for deploybot, what the clicks did (ephemeral answers,
@@ -75,6 +75,7 @@ from bench.common import (
     LOAD_CPU,
     ROOT,
     SERVER_CPU,
+    Pacing,
     WrkResult,
     deploybot_env,
     deploybot_serve,
@@ -410,40 +411,6 @@ end
 # --- pacing -------------------------------------------------------------------------------
 
 
-@dataclass
-class Pacing:
-    """wrk's `delay()` for `rate` over `connections`, corrected for the latency measured.
-
-    Unlike `common.paced()`, each wait is drawn at random (exponentially, with the mean
-    delay), so clicks arrive as they do from many people, at random moments. With one fixed
-    delay the connections stay in step: all of them send within a few milliseconds, then
-    none for the delay, and a server sees bursts of `connections` requests instead of a
-    rate (the Bolt baseline's p50 went from 14 ms to 55 ms at 500/s with 200 connections).
-    """
-
-    rate: float
-    connections: int
-    latency_ms: float = GUESSED_LATENCY_MS
-
-    @property
-    def delay_ms(self) -> float:
-        return 1000 * self.connections / self.rate - self.latency_ms
-
-    def lua(self) -> str:
-        if self.delay_ms <= 0:
-            raise RuntimeError(
-                f"{self.connections} connections cannot carry {self.rate:.0f}/s at a latency "
-                f"of {self.latency_ms:.1f} ms"
-            )
-        return f"function delay() return -math.log(1 - math.random()) * {self.delay_ms:.3f} end\n"
-
-    def learn(self, result: WrkResult) -> None:
-        """What a run at this delay shows of the latency per request, wait included."""
-        if result.requests_per_second > 0:
-            cycle_ms = 1000 * self.connections / result.requests_per_second
-            self.latency_ms = max(0.0, cycle_ms - self.delay_ms)
-
-
 def on_rate(result: WrkResult, rate: float) -> bool:
     return abs(result.requests_per_second - rate) <= RATE_TOLERANCE * rate
 
@@ -519,7 +486,7 @@ def measure(
     latency it saw, then the measured run of the full mix. With `outcomes`, each run's clicks
     are waited for until all are handled, so no run's work spills into the next; `profile`
     starts beside the measured run, and what it returns is called when the run is over."""
-    pacing = Pacing(rate, CONNECTIONS)
+    pacing = Pacing(rate, CONNECTIONS, GUESSED_LATENCY_MS)
     clicks = workdir / f"{name}.clicks"
     for _ in range(CALIBRATIONS):
         count = math.ceil(rate * WARM_UP_SECONDS * 1.25) + 4 * CONNECTIONS
