@@ -45,7 +45,8 @@ async def _with_new_id(session: AsyncSession, decide: Callable[[int], Outcome]) 
 
 
 def pipeline_of(release: ReleaseRow) -> Pipeline:
-    """The release's pipeline as last read from the default branch (raises PipelineError)."""
+    """The release's pipeline as last read from the default branch (raises PipelineError);
+    `parse_pipeline` remembers the files it parsed."""
     return parse_pipeline(release.pipeline)
 
 
@@ -272,18 +273,16 @@ async def probed(
     evidence: Evidence,
     now: datetime,
     github_good_sha: str | None = None,
-    parse: Callable[[str], Pipeline] = parse_pipeline,
 ) -> Outcome:
     """A health probe's result for a verifying rollout (`github_good_sha` as in `report`),
-    decided under the row's lock, saved and audited. `parse` reads the pipeline file (the
-    scheduler passes one that remembers the files it has parsed)."""
+    decided under the row's lock, saved and audited."""
     found = await releases.get_rollout(session, rollout_id=rollout_id, for_update=True)
     if found is None:
         return Outcome()
     row, rollout = found
     release, last_good = await _surroundings(session, row, rollout, github_good_sha)
     try:
-        pipeline = parse(release.pipeline)
+        pipeline = pipeline_of(release)
     except PipelineError:
         # Broken pipeline file: keep verifying, but only look again in a minute.
         await releases.postpone_check(session, rollout_id=rollout_id, until=now + RECHECK)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,8 +83,6 @@ class Scheduler:
         self.concurrency = concurrency
         self.queue_batch = queue_batch
         self.clock = clock
-        # As many files as one tick may need: fewer would have each tick parse them all again.
-        self._pipelines = _Pipelines(size=batch)
         self._scheduler: AsyncIOScheduler | None = None
         self._ticking = asyncio.Lock()
         self._stopping = False
@@ -264,7 +261,7 @@ class Scheduler:
         # Due times count from the tick, not from when each probe returned, so an
         # `interval` equal to the tick is kept instead of slipping to every other tick.
         started = self.clock()
-        checks = [_Check(row, found.get(row.release_id), self._pipelines) for row in due]
+        checks = [_Check(row, found.get(row.release_id)) for row in due]
         await _each(checks, self.concurrency, lambda check: self._run(check, started, deadline))
         saved_at = utcnow()  # as a decision's save stamps `updated_at`
         quiet: list[dict[str, Any]] = []
@@ -323,7 +320,6 @@ class Scheduler:
                     evidence=evidence,
                     now=started,
                     github_good_sha=github_good_sha,
-                    parse=self._pipelines.parse,
                 )
                 if not await leases.release(
                     session, table=RolloutRow, row_id=row.id, owner=self.owner
@@ -415,45 +411,16 @@ def _log_probe(row: Any, evidence: Evidence) -> None:
     )
 
 
-class _Pipelines:
-    """Parsed pipeline files by their text: thousands of rollouts share far fewer files,
-    which rarely change, and parsing one costs a millisecond or more. At most `size` are
-    kept, the least recently used forgotten first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._parsed: OrderedDict[str, Pipeline | PipelineError] = OrderedDict()
-
-    def get(self, text: str) -> Pipeline | PipelineError:
-        """The file's pipeline, or what is wrong with it."""
-        found = self._parsed.get(text)
-        if found is None:
-            found = _pipeline_or_error(text)
-            self._parsed[text] = found
-            if len(self._parsed) > self.size:
-                self._parsed.popitem(last=False)
-        else:
-            self._parsed.move_to_end(text)
-        return found
-
-    def parse(self, text: str) -> Pipeline:
-        """`parse_pipeline`, remembered (raises PipelineError)."""
-        found = self.get(text)
-        if isinstance(found, PipelineError):
-            raise found.with_traceback(None)
-        return found
-
-
 class _Check:
     """One claimed rollout through a tick: what to probe, what the probe saw, and what that
     decides. `release` is None when the rollout's release was not found."""
 
     __slots__ = ("evidence", "failed", "health", "pipeline", "release", "row")
 
-    def __init__(self, row: Any, release: Any, pipelines: _Pipelines) -> None:
+    def __init__(self, row: Any, release: Any) -> None:
         self.row = row
         self.release = release
-        self.pipeline = pipelines.get(release.pipeline) if release is not None else None
+        self.pipeline = _pipeline_or_error(release.pipeline) if release is not None else None
         env = (
             self.pipeline.environment(row.environment)
             if isinstance(self.pipeline, Pipeline)

@@ -47,6 +47,7 @@ Rules where the contract is silent:
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
@@ -833,14 +834,47 @@ def parse_pipeline(text: str) -> Pipeline:
 
     Raises PipelineError with every problem found: YAML syntax (one problem, with its line),
     unknown or repeated keys, wrong types and broken rules, each with line and field path.
+
+    Files parsed lately are remembered (`PARSED_FILES` of them, up to `MAX_REMEMBERED_CHARS`
+    each): every command, click, webhook and probe reads its release's file, thousands of
+    rollouts share far fewer files, and parsing one costs a millisecond or more. A Pipeline
+    is frozen, so one may serve every caller; a broken file raises a new PipelineError each
+    time.
     """
+    if len(text) > MAX_REMEMBERED_CHARS:
+        return _pipeline_or_raise(_parse(text))
+    return _pipeline_or_raise(_remembered(text))
+
+
+# More than the files one scheduler tick needs (two rollouts a repository at 10,000
+# rollouts is 5,000 files): fewer would have every tick parse them all again.
+PARSED_FILES = 20_000
+# A real pipeline file is a few KiB; bigger ones are parsed each time, so the cache holds at
+# most PARSED_FILES * MAX_REMEMBERED_CHARS characters of keys.
+MAX_REMEMBERED_CHARS = 16 * 1024
+
+
+def _pipeline_or_raise(parsed: Pipeline | tuple[Problem, ...]) -> Pipeline:
+    if isinstance(parsed, Pipeline):
+        return parsed
+    raise PipelineError(parsed)
+
+
+def _parse(text: str) -> Pipeline | tuple[Problem, ...]:
+    """The pipeline, or its problems (immutable, so they may be remembered)."""
     if len(text) > MAX_FILE_CHARS:
-        raise PipelineError([Problem(None, "", "the file is larger than 256 KiB")])
-    data, root = _load(text)
+        return (Problem(None, "", "the file is larger than 256 KiB"),)
     try:
-        return Pipeline.model_validate({} if data is None else data)
-    except ValidationError as exc:
-        raise PipelineError(_problems(exc, root)) from None
+        data, root = _load(text)
+        try:
+            return Pipeline.model_validate({} if data is None else data)
+        except ValidationError as exc:
+            return tuple(_problems(exc, root))
+    except PipelineError as error:
+        return tuple(error.problems)
+
+
+_remembered = functools.lru_cache(maxsize=PARSED_FILES)(_parse)
 
 
 def _load(text: str) -> tuple[Any, yaml.Node | None]:

@@ -10,7 +10,6 @@ may read.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -163,17 +162,11 @@ def usage_of(command: Command) -> str:
     return escape(error.usage if isinstance(error, CommandError) else SLACK_USAGE)
 
 
-@functools.lru_cache(maxsize=32)
-def _parse(text: str) -> Pipeline:
-    return parse_pipeline(text)  # frozen: one parse may serve every caller
-
-
 def pipeline_from(text: str) -> Pipeline | PipelineError:
-    """A pipeline file's text, parsed; the last few files parsed are remembered, since every
-    click and command reads one, and parsing the YAML cost more than the rest of a refused
-    click did."""
+    """A pipeline file's text, parsed (`parse_pipeline` remembers the files it parsed), or
+    what is wrong with it."""
     try:
-        return _parse(text)
+        return parse_pipeline(text)
     except PipelineError as error:
         return error
 
