@@ -160,6 +160,11 @@ def _http_url(url: str | yarl.URL) -> yarl.URL:
     return parsed
 
 
+# The scheduler probes the same URLs tick after tick, and parsing one costs more than the
+# rest of our side of a probe; a URL is immutable. A bad URL raises, and is not remembered.
+_target = functools.lru_cache(maxsize=16_384)(_http_url)
+
+
 class HealthProbe:
     """Runs health checks: HTTP checks on an `aiohttp.ClientSession` of its own, Prometheus
     queries on an `httpx.AsyncClient`.
@@ -387,7 +392,7 @@ class HealthProbe:
         probe's aiohttp session. No body is read: a connection whose body is still coming is
         closed rather than drained, so a probe stays bounded."""
         session = self._http()
-        target = _http_url(url)
+        target = _target(url)
         redirects = 0
         while True:
             proxy = self._proxy(target)
