@@ -34,6 +34,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from integrations import health
 from integrations.emulators.loopback import LoopbackServer
 from integrations.emulators.prometheus import PrometheusEmulator
 from integrations.health import (
@@ -394,6 +395,21 @@ async def test_bad_urls_are_failures_not_exceptions(probe: HealthProbe) -> None:
     )
     result = await probe.check_http("stage.example.com/healthz")
     assert not result.healthy
+
+
+async def test_a_url_probed_again_is_parsed_once_and_bad_ones_fail_every_time(
+    service: Service, probe: HealthProbe
+) -> None:
+    url = service.base_url + "/healthz?tick=again"
+    first = await probe.check_http(url)
+    hits = health._target.cache_info().hits
+    again = await probe.check_http(url)
+    assert first.healthy and again.healthy
+    assert health._target.cache_info().hits == hits + 1
+    for _ in range(2):
+        result = await probe.check_http("ftp://example.com/again")
+        assert not result.healthy
+        assert result.detail.endswith("unsupported URL (needs http:// or https://)")
 
 
 # --- what details may show ----------------------------------------------------------------
