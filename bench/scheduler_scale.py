@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import app_private_key
+from bot.app import settle_garbage_collection
 from bot.logs import configure_logging
 from bot.pipeline.config import parse_pipeline
 from bot.scheduler import Scheduler
@@ -383,9 +384,9 @@ class Bench:
         try:
             await seed(engine, rollouts=rollouts, port=self.port, now=datetime.now(UTC))
             scheduler = self.scheduler(engine, probe, batch=max(self.args.sizes))
-            # As `deploybot serve` does once started: what exists now is never collected.
+            # As `deploybot serve` does once started.
             gc.collect()
-            gc.freeze()
+            settle_garbage_collection()
             ticks, problems = [], []
             for _ in range(1 + self.args.ticks):
                 started = datetime.now(UTC)
