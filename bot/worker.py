@@ -155,16 +155,14 @@ class QueueWorker(ABC):
                 await self.claimed(session, items)
         if not items:
             return 0
-        held = {item.id for item in items}
         done = asyncio.Event()
-        keeper = asyncio.create_task(self._keep_leases(held, done))
+        keeper = asyncio.create_task(self._keep_leases([item.id for item in items], done))
         try:
             for index, item in enumerate(items):
                 if self._stopping.is_set():
                     await self._unclaim(items[index:])
                     break
                 await self._process(item)
-                held.discard(item.id)
         finally:
             done.set()  # the keeper stops between renewals, never in the middle of one
             await keeper
@@ -200,26 +198,27 @@ class QueueWorker(ABC):
         """The line a completed row leaves in the log."""
         bound.info("completed", outcome=outcome)
 
-    async def _keep_leases(self, held: set[int], done: asyncio.Event) -> None:
-        """Renew the leases on the rows of a batch still `held` (the one in hand and those
-        waiting their turn) every third of the lease until `done`, so a slow row keeps the
-        rest of its batch from running out."""
+    async def _keep_leases(self, item_ids: list[int], done: asyncio.Event) -> None:
+        """Renew the leases on the rows of a batch every third of the lease until `done`:
+        the one in hand, those waiting their turn, and those whose finishing waits for the
+        batch's end (ignored deliveries), so a slow row keeps the rest from running out.
+        A finished row has no lease left to renew; renewing skips it."""
         interval = self.lease.total_seconds() / 3
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout=interval)
-            if done.is_set() or not held:
+            if done.is_set():
                 return
             try:
                 async with self.sessions.begin() as session:
                     await self.queue.extend(
                         session,
-                        item_ids=list(held),
+                        item_ids=item_ids,
                         owner=self.owner,
                         until=self.clock() + self.lease,
                     )
             except Exception:
-                log.warning(f"{self.name}: could not renew leases", rows=len(held), exc_info=True)
+                log.warning(f"{self.name}: could not renew leases", exc_info=True)
 
     async def _record_failure(self, item: Any, exc: Exception, bound: Any) -> None:
         if isinstance(exc, RetryLater):

@@ -285,10 +285,11 @@ async def test_ignored_deliveries_whose_lease_was_lost_are_left_to_their_new_own
 
 
 async def test_a_slow_delivery_keeps_the_rest_of_its_batch_leased(engine: AsyncEngine) -> None:
-    """While one delivery takes longer than the lease, the others claimed with it wait their
-    turn still leased: no other replica takes them over meanwhile."""
+    """While one delivery takes longer than the lease, the others claimed with it stay
+    leased, those waiting their turn and those ignored before it (marked at the batch's
+    end): no other replica takes them over meanwhile."""
     sessions = db.session_factory(engine)
-    await _store(sessions, ("slow", "{}"), ("next", "{}"), ("last", "{}"))
+    await _store(sessions, ("early", "{}"), ("slow", "{}"), ("last", "{}"))
     lease = timedelta(seconds=0.6)
     taken_by_others: list[str] = []
 
