@@ -377,8 +377,8 @@ class InboxBody(SQLModel, table=True):
     and lease change as it is worked off, and on SQLite each change rewrites the whole row, a
     15 kB body with it. Written once with its row, read once by the worker that claims it.
 
-    No foreign key: SQLite's way of altering `inbox` (a copy, then DROP TABLE) would delete
-    every body through it."""
+    No foreign key: SQLite alters `inbox` by copying it and dropping the old table, and that
+    drop would delete every body through a cascading key (or be refused by a plain one)."""
 
     __tablename__ = "inbox_body"
 
