@@ -184,9 +184,10 @@ class Story:
         await self.settle(allow_dead=allow_dead)
 
     async def click(
-        self, action_id: str, value: str, user: str, *, home: bool = False
+        self, action_id: str, value: str, user: str, *, home: bool = False, settle: bool = True
     ) -> httpx.Response:
-        """Click a button in the channel, or (`home`) on the App Home tab."""
+        """Click a button in the channel, or (`home`) on the App Home tab; then wait for the
+        app to settle, unless `settle` is False (the answer comes at the ack)."""
         payload = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
@@ -214,7 +215,8 @@ class Story:
         response = await self.client.post(
             "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
         )
-        await self.settle()
+        if settle:
+            await self.settle()
         return response
 
     async def open_home(self, user: str) -> httpx.Response:

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlencode
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from bot.slack import actions
 from storage.models import AuditEvent, OutboxEffect
-from tests.conftest import SIGNING_SECRET
-from tests.helpers import slack_headers
 from tests.story import (
     CHANNEL,
     NAME,
@@ -79,32 +74,6 @@ def story(app, client, github, slack) -> Story:
 
 def said_to(story: Story, user: str) -> list[str]:
     return [m["text"] for m in story.slack.ephemerals if m.get("user") == user]
-
-
-async def post_click(story: Story, action_id: str, value: str, user: str) -> httpx.Response:
-    """A click in the channel, without waiting for the app to settle after it (`Story.click`
-    waits, reading the database)."""
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
-        "team": {"id": "T0001", "domain": "acme"},
-        "api_app_id": "A0001",
-        "trigger_id": "1.2.3",
-        "channel": {"id": CHANNEL, "name": "deploys"},
-        "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.2"},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "value": value,
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    return await story.client.post(
-        "/slack/events", content=body, headers=slack_headers(body, secret=SIGNING_SECRET)
-    )
 
 
 async def stale_click_redraws(story: Story) -> int:
@@ -196,7 +165,7 @@ async def writes_held(app) -> AsyncIterator[None]:
 async def test_a_click_is_acked_while_its_work_waits_for_the_database(app, story: Story) -> None:
     async with writes_held(app):
         started = time.monotonic()
-        response = await post_click(story, "approve", "rollout:404", "U0ALICE")
+        response = await story.click("approve", "rollout:404", "U0ALICE", settle=False)
         acked = time.monotonic() - started
         await asyncio.sleep(0.3)
         assert story.slack.ephemerals == []  # its refusal waits to be recorded first
@@ -210,7 +179,7 @@ async def test_a_click_is_acked_while_its_work_waits_for_github(story: Story) ->
     rollback = story.button_value("rollback")
     story.github.delay("repos/get-content", 4)
     started = time.monotonic()
-    response = await post_click(story, "rollback", rollback, "U0ALICE")
+    response = await story.click("rollback", rollback, "U0ALICE", settle=False)
     acked = time.monotonic() - started
     assert response.status_code == 200 and acked < 3, f"the ack took {acked:.1f} s"
     await story.eventually(lambda: bool(story.slack.calls_to("views.open")), seconds=15)
