@@ -20,9 +20,10 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.github.context import parsed
 from bot.identity import person_for_slack, slack_person
 from bot.pipeline.commands import SLACK_USAGE, Command, CommandError, Verb, parse_slash
-from bot.pipeline.config import DEFAULT_PIPELINE, Pipeline, PipelineError, parse_pipeline
+from bot.pipeline.config import DEFAULT_PIPELINE, Pipeline, PipelineError
 from bot.pipeline.models import Person
 from bot.pipeline.policy import permits
 from bot.slack.blocks import escape
@@ -162,15 +163,6 @@ def usage_of(command: Command) -> str:
     return escape(error.usage if isinstance(error, CommandError) else SLACK_USAGE)
 
 
-def pipeline_from(text: str) -> Pipeline | PipelineError:
-    """A pipeline file's text, parsed (`parse_pipeline` remembers the files it parsed), or
-    what is wrong with it."""
-    try:
-        return parse_pipeline(text)
-    except PipelineError as error:
-        return error
-
-
 async def quietly(sending: Awaitable[Any]) -> None:
     """Send an answer; if even that fails, the person cannot be told, but the log can."""
     try:
@@ -217,7 +209,7 @@ class Access:
             )
             or ""
         )
-        pipeline = pipeline_from(text)
+        pipeline = parsed(text)
         if isinstance(pipeline, PipelineError):
             raise Refused(
                 f"`{self.config_path}` on `{escape(row.default_branch)}` of "

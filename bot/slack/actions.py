@@ -25,14 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import conductor
 from bot.github.checks import required_verdict
-from bot.github.context import approver_facts
+from bot.github.context import approver_facts, parsed
 from bot.identity import person_for_slack
 from bot.pipeline.commands import Command, Verb
 from bot.pipeline.config import Environment, GitHubTeam, PipelineError
 from bot.pipeline.effects import RefreshBoard
 from bot.pipeline.machine import Outcome
 from bot.pipeline.policy import may_approve, needs_admin_check, teams_to_check
-from bot.slack.access import Access, Invocation, Refused, pipeline_from
+from bot.slack.access import Access, Invocation, Refused
 from bot.slack.blocks import escape
 from bot.slack.rollbacks import Rollbacks
 from bot.slack.writes import SharedWrites
@@ -260,7 +260,7 @@ class ButtonActions:
             return await self._record_refusal(
                 session, click, "That deploy request no longer exists."
             )
-        pipeline = pipeline_from(release.pipeline)
+        pipeline = parsed(release.pipeline)
         if isinstance(pipeline, PipelineError):
             return "The repository's pipeline file is invalid; fix it before approving."
         person = await person_for_slack(session, pipeline=pipeline, slack_user=click.user)
