@@ -278,7 +278,7 @@ def api_router(
             issuer=settings.deploybot_oidc_issuer, audience=settings.deploybot_oidc_audience
         )
     authenticate = authenticator(settings.deploybot_api_token, oidc)
-    readers = db.session_factory(db.reading(engine))
+    readers = db.read_sessions(engine)
     web = github_web_url(settings.github_api_url)
     router = APIRouter(
         prefix=PREFIX, tags=["deploys"], dependencies=[Depends(authenticate)], responses=_ERRORS

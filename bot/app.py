@@ -207,7 +207,7 @@ def settle_garbage_collection() -> None:
 
 
 def _add_probes(app: FastAPI, services: Services) -> None:
-    readers = db.session_factory(db.reading(services.engine))
+    readers = db.read_sessions(services.engine)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -174,6 +174,11 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """`session_factory` on `reading(engine)`: sessions for transactions that only read."""
+    return session_factory(reading(engine))
+
+
 def insert(session: AsyncSession, table: type[Any]) -> Any:
     """An INSERT with `on_conflict_do_nothing`, in the session's database dialect."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":

@@ -140,7 +140,7 @@ def reading(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[As
     """Sessions like `sessions` for reading only. On SQLite they begin deferred, beside the
     writer, where every other transaction begins by taking the one write lock: a click's
     look-ups would otherwise wait in line with every write of the service."""
-    return db.session_factory(db.reading(sessions.kw["bind"]))
+    return db.read_sessions(sessions.kw["bind"])
 
 
 class SlackApp(AsyncApp):

@@ -201,7 +201,7 @@ async def crashes(
                 client,
                 github,
                 slack,
-                sessions=db.session_factory(db.reading(engine)),
+                sessions=db.read_sessions(engine),
                 tick=wait_for_the_scheduler,
             )
             yield Crashes(server, story, github, slack, wire, health, engine)

@@ -79,7 +79,7 @@ async def story(
                 client,
                 github,
                 slack,
-                sessions=db.session_factory(db.reading(engine)),
+                sessions=db.read_sessions(engine),
                 tick=wait_for_the_scheduler,
             )
     finally:

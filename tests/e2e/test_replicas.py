@@ -198,7 +198,7 @@ class Cluster:
     story: Story = field(init=False)  # from the first `start`
 
     def __post_init__(self) -> None:
-        self.sessions = db.session_factory(db.reading(self.engine))
+        self.sessions = db.read_sessions(self.engine)
 
     @property
     def running(self) -> list[Replica]:
