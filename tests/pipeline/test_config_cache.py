@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot import conductor
+from bot.github.context import parsed
 from bot.pipeline import config
 from bot.pipeline.config import PipelineError, parse_pipeline
-from bot.slack.access import pipeline_from
 from storage.models import Release
 
 TEXT = "environments: [{name: stage, health: {url: 'https://stage.example.com/healthz'}}]\n"
@@ -24,15 +24,15 @@ def test_a_file_parsed_again_is_the_same_frozen_pipeline() -> None:
 
 
 def test_every_caller_shares_the_one_cache() -> None:
-    parsed = parse_pipeline(TEXT + "# shared\n")
+    first = parse_pipeline(TEXT + "# shared\n")
     release = Release(
         id=1,
         repository="o/r",
         commit_sha="a" * 40,
         pipeline=TEXT + "# shared\n",
     )
-    assert conductor.pipeline_of(release) is parsed
-    assert pipeline_from(TEXT + "# shared\n") is parsed
+    assert conductor.pipeline_of(release) is first
+    assert parsed(TEXT + "# shared\n") is first
 
 
 def test_a_broken_file_raises_a_new_error_each_time() -> None:
@@ -47,7 +47,7 @@ def test_a_broken_file_raises_a_new_error_each_time() -> None:
     # Each one is raised afresh: no traceback piles up on a shared exception.
     assert errors[1].__traceback__ is not None
     assert len(_frames(errors[1].__traceback__)) == len(_frames(errors[0].__traceback__))
-    found = pipeline_from(BROKEN)
+    found = parsed(BROKEN)
     assert isinstance(found, PipelineError) and found.problems == errors[0].problems
 
 
