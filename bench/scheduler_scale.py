@@ -47,7 +47,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import sqlalchemy as sa
+import yarl
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,7 +61,7 @@ from bot.logs import configure_logging
 from bot.pipeline.config import parse_pipeline
 from bot.scheduler import Scheduler
 from integrations.github_app import GitHubApp
-from integrations.health import HealthProbe
+from integrations.health import USER_AGENT, HealthProbe
 from storage import db
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
@@ -401,6 +403,8 @@ class Bench:
                 "warm": ticks[1:],
                 "problems": problems,
             }
+            if last:
+                result["network"] = await self.network(scheduler, probe, rollouts)
             if last and self.args.profile:
                 await make_all_due(engine, datetime.now(UTC))
                 await self.profile(scheduler)
@@ -411,6 +415,54 @@ class Bench:
             gc.unfreeze()
             await probe.aclose()
             await engine.dispose()
+
+    async def network(
+        self, scheduler: Scheduler, probe: HealthProbe, rollouts: int
+    ) -> dict[str, float]:
+        """What the tick's GETs cost with nothing of the scheduler around them, in CPU, best
+        of three each: `probes`, `HealthProbe.check_http` of every rollout's URL on the
+        tick's own probe; `client`, a GET of each by aiohttp alone on a session set up as the
+        probe's (keep-alive, as many connections as the tick has probes in flight), what the
+        HTTP client costs before anything of ours. Both run the way a tick does: its concurrency's
+        worth of workers taking URLs in turn."""
+        concurrency = scheduler.concurrency
+        urls = [f"http://127.0.0.1:{self.port}/h/{i}" for i in range(rollouts)]
+        parsed = [yarl.URL(url) for url in urls]  # the probe caches its parsed URLs too
+
+        async def each(work: Callable[[Any], Any], items: list[Any]) -> None:
+            pending = iter(items)
+
+            async def worker() -> None:
+                for item in pending:
+                    await work(item)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+        async def cpu(work: Callable[[Any], Any], items: list[Any]) -> float:
+            best = float("inf")
+            for _ in range(3):
+                gc.collect()
+                began = time.process_time()
+                await each(work, items)
+                best = min(best, time.process_time() - began)
+            return best
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+        ) as session:
+
+            async def get(url: yarl.URL) -> None:
+                async with session.get(url, allow_redirects=False) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"GET {url}: {response.status}")
+
+            client = await cpu(get, parsed)
+        return {"probes": await cpu(probe.check_http, urls), "client": client}
 
     async def profile(self, scheduler: Scheduler) -> None:
         """One more tick under pyinstrument (its own overhead makes it slower)."""
@@ -506,6 +558,20 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> bool:
         f" the cold first tick (parsing every pipeline file) = {top['cold'].cpu:.2f}"
     )
     ok &= tick.cpu < 1.0
+    network = top.get("network")
+    if network:
+        probes, client = network["probes"], network["client"]
+        print(
+            f"  the same {n} GETs without the scheduler: HealthProbe.check_http {probes:.2f} s;"
+            f" aiohttp alone {client:.2f} s ({client / n * 1e6:.0f} µs a GET), which is"
+            f" {client:.0%} of the 1 s target and {client / tick.cpu:.0%} of the tick"
+        )
+        print(
+            f"  the tick besides aiohttp's GETs: {(tick.cpu - client) / n * 1e6:.0f} µs a"
+            f" rollout (the probe around the GET {(probes - client) / n * 1e6:.0f} µs, the"
+            f" rest of the tick {(tick.cpu - probes) / n * 1e6:.0f} µs); the target leaves"
+            f" {max(0.0, 1.0 - client) / n * 1e6:.0f} µs a rollout for all of it"
+        )
     soak = top.get("soak")
     if soak:
         minutes = " ".join(f"{rss:.0f}" for rss in soak["rss_by_minute"])
