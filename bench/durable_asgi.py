@@ -27,9 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 SECRET = os.environ["BENCH_SECRET"].encode()
 DATABASE = os.environ["BENCH_DATABASE"]
 
-_rows: queue.SimpleQueue[tuple[str, str, asyncio.Future[None], asyncio.AbstractEventLoop]] = (
-    queue.SimpleQueue()
-)
+_rows: queue.SimpleQueue[tuple[str, str, asyncio.Future[None]]] = queue.SimpleQueue()
 
 
 class _Envelope(BaseModel):
@@ -39,7 +37,8 @@ class _Envelope(BaseModel):
 
 def _settle(stored: list[asyncio.Future[None]]) -> None:
     for future in stored:
-        future.set_result(None)
+        if not future.done():  # a request whose client went away was cancelled
+            future.set_result(None)
 
 
 def _writer() -> None:
@@ -57,11 +56,15 @@ def _writer() -> None:
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany(
             "INSERT OR IGNORE INTO inbox (delivery_id, body) VALUES (?, ?)",
-            [(delivery, body) for delivery, body, _, _ in batch],
+            [(delivery, body) for delivery, body, _ in batch],
         )
         connection.execute("COMMIT")
-        # One wake-up of the event loop per batch: a wake-up per row is a syscall each.
-        batch[0][3].call_soon_threadsafe(_settle, [future for _, _, future, _ in batch])
+        # One wake-up of each event loop per batch: a wake-up per row is a syscall each.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, _, future in batch:
+            by_loop.setdefault(future.get_loop(), []).append(future)
+        for loop, stored in by_loop.items():
+            loop.call_soon_threadsafe(_settle, stored)
 
 
 threading.Thread(target=_writer, name="durable-writer", daemon=True).start()
@@ -93,8 +96,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     except (UnicodeDecodeError, ValidationError):
         await _answer(send, 400)
         return
-    loop = asyncio.get_running_loop()
-    stored = loop.create_future()
-    _rows.put((headers.get(b"x-github-delivery", b"").decode(), text, stored, loop))
+    stored = asyncio.get_running_loop().create_future()
+    _rows.put((headers.get(b"x-github-delivery", b"").decode(), text, stored))
     await stored
     await _answer(send, 202)

@@ -3,7 +3,7 @@ connections, the server pinned to core 0 and wrk to core 1.
 
 In the same run, against the same payload and secret:
 - a bare ASGI app that answers 202 (the floor: uvicorn and nothing else),
-- a durable ASGI app: HMAC, JSON parse, SQLite group commit with the standard library and
+- a durable ASGI app: HMAC, a JSON check, SQLite group commit with the standard library and
   nothing else (the floor for any Python server that stores before it answers),
 - a minimal Probot app (`probot@14`, Probot's own server, a no-op `issue_comment.created`),
 - `deploybot serve`, which verifies, stores every delivery in its inbox and only then

@@ -22,7 +22,9 @@ executemany counts once, and is also counted apart), and the wall time. Then the
 matter: statements(N) / statements(smallest) should be 1.00 (no N+1), and CPU per rollout
 should not grow with N. With the largest size it then ticks every `--tick-seconds` on the
 real clock for `--soak-seconds` (the soak in the pipeline file is a day, so nothing
-finishes) and reports the resident set size at the start and end.
+finishes) and reports the resident set size at the start and end. Last, it measures the
+same GETs without the scheduler (`HealthProbe.check_http` alone, and aiohttp alone), so the
+report can split the tick into the HTTP client, the probe around it and the rest.
 
 Numbers from a busy machine are rough: run it with nothing else on the two cores.
 """
@@ -403,13 +405,13 @@ class Bench:
                 "warm": ticks[1:],
                 "problems": problems,
             }
-            if last:
-                result["network"] = await self.network(scheduler, probe, rollouts)
             if last and self.args.profile:
                 await make_all_due(engine, datetime.now(UTC))
                 await self.profile(scheduler)
             if last and self.args.soak_seconds > 0:
                 result["soak"] = await self.soak(scheduler)
+            if last:  # after the soak, whose memory it would otherwise add to
+                result["network"] = await self.network(scheduler, probe, rollouts)
             return result
         finally:
             gc.unfreeze()
@@ -422,9 +424,9 @@ class Bench:
         """What the tick's GETs cost with nothing of the scheduler around them, in CPU, best
         of three each: `probes`, `HealthProbe.check_http` of every rollout's URL on the
         tick's own probe; `client`, a GET of each by aiohttp alone on a session set up as the
-        probe's (keep-alive, as many connections as the tick has probes in flight), what the
-        HTTP client costs before anything of ours. Both run the way a tick does: its concurrency's
-        worth of workers taking URLs in turn."""
+        probe's (keep-alive, the probe's connection limit), what the HTTP client costs before
+        anything of ours. Both run the way a tick does: its concurrency's worth of workers
+        taking URLs in turn. Either raises on a failed GET."""
         concurrency = scheduler.concurrency
         urls = [f"http://127.0.0.1:{self.port}/h/{i}" for i in range(rollouts)]
         parsed = [yarl.URL(url) for url in urls]  # the probe caches its parsed URLs too
@@ -447,7 +449,7 @@ class Bench:
                 best = min(best, time.process_time() - began)
             return best
 
-        connector = aiohttp.TCPConnector(limit=concurrency)
+        connector = aiohttp.TCPConnector(limit=probe.max_connections)
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(),
@@ -462,7 +464,13 @@ class Bench:
                         raise RuntimeError(f"GET {url}: {response.status}")
 
             client = await cpu(get, parsed)
-        return {"probes": await cpu(probe.check_http, urls), "client": client}
+
+        async def check(url: str) -> None:
+            result = await probe.check_http(url)
+            if not result.healthy:
+                raise RuntimeError(result.detail)
+
+        return {"probes": await cpu(check, urls), "client": client}
 
     async def profile(self, scheduler: Scheduler) -> None:
         """One more tick under pyinstrument (its own overhead makes it slower)."""
