@@ -5,9 +5,11 @@ each request body against the operation's schema, authenticates like a GitHub Ap
 (JWT for `/app...`, installation tokens elsewhere) and answers with the documented example.
 A little state keeps the bot's later reads coherent: deployments and their statuses,
 files, collaborator permissions, issue comments and the App's webhook deliveries. The
-corpus lacks the two webhook-delivery operations: `github-hook-deliveries.json` beside this
-module describes them (hand-written) and is served the same way. Tests steer it with
-`fail`, `rate_limit`, `delay` and `respond`, and read what the bot sent from `calls`.
+corpus lacks some operations the bot calls (the App's webhook deliveries, listing an issue's
+comments): `github-supplement.json` beside this module describes them (hand-written) and is
+served the same way. Tests steer it with `fail`, `rate_limit`, `delay` and `respond` (a
+fault `taken=True` comes after the call took effect, as when GitHub's answer is lost), and
+read what the bot sent from `calls`.
 
     with GitHubEmulator(app_id=123, app_public_key=public_pem) as gh:
         client = GitHubApp(app_id=123, private_key=private_pem, base_url=gh.url)
@@ -34,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import jwt
 from jsonschema import Draft4Validator
@@ -46,7 +49,7 @@ from integrations.emulators.loopback import CORPORA_ENV, LoopbackServer, corpora
 
 SPEC_RELATIVE_PATH = Path("github-rest") / "openapi-subset.json"
 # Hand-written: operations the bot calls that the corpus subset does not have.
-SUPPLEMENT_PATH = Path(__file__).with_name("github-hook-deliveries.json")
+SUPPLEMENT_PATH = Path(__file__).with_name("github-supplement.json")
 DOCUMENTATION_URL = "https://docs.github.com/rest"
 _SPEC_URI = "urn:deploybot:github-openapi-subset"
 
@@ -61,6 +64,8 @@ APP_JWT_OPERATIONS = frozenset(
     }
 )
 _SHA = re.compile(r"[0-9a-f]{40}")
+# The `since` GitHub reads: YYYY-MM-DDTHH:MM:SSZ (or with an offset, or fractions).
+_ISO8601 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _STATUS_STATES = ("error", "failure", "pending", "success")
 _PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
 # GitHub redelivers only deliveries of the past three days.
@@ -106,6 +111,7 @@ class _Fault:
     body: Any
     delay: float
     remaining: int
+    taken: bool = False  # answered after the call took effect
 
 
 @dataclass
@@ -347,7 +353,8 @@ def load_spec(path: Path) -> Spec:
 
 def load_supplement() -> Spec:
     """The hand-written description of what the bot calls and the corpus lacks (the App's
-    webhook deliveries), served after the corpus's own operations."""
+    webhook deliveries, listing an issue's comments), served after the corpus's own
+    operations."""
     return load_spec(SUPPLEMENT_PATH)
 
 
@@ -406,6 +413,8 @@ class GitHubEmulator(LoopbackServer):
         self._commit_statuses: dict[tuple[str, str, str], dict[str, str]] = {}
         self._check_runs: dict[tuple[str, str, str], dict[str, tuple[int, str, str | None]]] = {}
         self._hook_deliveries: list[dict[str, Any]] = []
+        # (owner, repo, issue number) -> its comments, oldest first
+        self._comments: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         # The status code a requested redelivery is listed with; None: not listed (yet).
         self.redelivery_status_code: int | None = 200
 
@@ -436,10 +445,13 @@ class GitHubEmulator(LoopbackServer):
         headers: dict[str, str] | None = None,
         body: Any = None,
         delay: float = 0.0,
+        taken: bool = False,
     ) -> None:
         """Answer the next `times` calls of `operation_id` (`"*"`: any) with `status`.
 
         The body defaults to GitHub's error shape. `delay` holds the answer that long first.
+        `taken`: the call takes effect first (a comment is posted, a deployment created) and
+        only its answer fails, as when GitHub answers 502 or a proxy drops the answer.
         """
         try:
             message = HTTPStatus(status).phrase
@@ -453,6 +465,7 @@ class GitHubEmulator(LoopbackServer):
                 body=body if body is not None else _error(message, status),
                 delay=delay,
                 remaining=times,
+                taken=taken,
             ),
         )
 
@@ -499,9 +512,12 @@ class GitHubEmulator(LoopbackServer):
             body=_error(message, status),
         )
 
-    def delay(self, operation_id: str, seconds: float, *, times: int = 1) -> None:
-        """Hold the next `times` answers of `operation_id` for `seconds` (client timeouts)."""
-        self._add_fault(operation_id, _Fault(None, {}, None, seconds, times))
+    def delay(
+        self, operation_id: str, seconds: float, *, times: int = 1, taken: bool = False
+    ) -> None:
+        """Hold the next `times` answers of `operation_id` for `seconds` (client timeouts);
+        `taken`: the call takes effect before the wait, so a client that gave up missed it."""
+        self._add_fault(operation_id, _Fault(None, {}, None, seconds, times, taken))
 
     def respond(
         self,
@@ -630,6 +646,23 @@ class GitHubEmulator(LoopbackServer):
         with self._lock:
             return copy.deepcopy(self._newest_deliveries())
 
+    def add_comment(
+        self, owner: str, repo: str, issue_number: int, body: str, *, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """Record a comment on an issue or pull request as if posted at `at` (default now), as
+        `issues/create-comment` does; `issues/list-comments` lists it. Returns it."""
+        params = {"owner": owner, "repo": repo, "issue_number": str(issue_number)}
+        (create,) = [o for o in self.spec.operations if o.operation_id == "issues/create-comment"]
+        with self._lock:
+            return copy.deepcopy(self._add_comment(create, params, body, at or datetime.now(UTC)))
+
+    def comments(self, owner: str, repo: str, issue_number: int) -> list[dict[str, Any]]:
+        """The comments of an issue or pull request, oldest first (as GitHub lists them)."""
+        with self._lock:
+            return copy.deepcopy(
+                self._comments.get((owner.lower(), repo.lower(), issue_number), [])
+            )
+
     def _add_hook_delivery(
         self, *, status_code: int, delivered_at: datetime, **fields: Any
     ) -> dict[str, Any]:
@@ -701,11 +734,10 @@ class GitHubEmulator(LoopbackServer):
 
         with self._lock:
             fault = take_fault(self._faults, operation.operation_id)
-        if fault is not None:
-            if fault.delay and await self.wait_for_stop(fault.delay):
-                return _json(503, _error("Service Unavailable", 503))
-            if fault.status is not None:
-                return _json(fault.status, fault.body, fault.headers)
+        if fault is not None and not fault.taken:
+            faulted = await self._faulted(fault)
+            if faulted is not None:
+                return faulted
 
         refused = self._authenticate(operation, call.headers.get("authorization", ""))
         if refused is not None:
@@ -718,8 +750,22 @@ class GitHubEmulator(LoopbackServer):
         with self._lock:
             override = self._overrides.get(operation.operation_id)
         if override is not None:
-            return _json(override.status, override.body, override.headers)
-        return self._from_state(operation, params, call.query, body)
+            answer = _json(override.status, override.body, override.headers)
+        else:
+            answer = self._from_state(operation, params, call.query, body)
+        if fault is not None and fault.taken:
+            faulted = await self._faulted(fault)
+            if faulted is not None:
+                return faulted
+        return answer
+
+    async def _faulted(self, fault: _Fault) -> Response | None:
+        """A fault's answer; None: it only held the answer back for its delay."""
+        if fault.delay and await self.wait_for_stop(fault.delay):
+            return _json(503, _error("Service Unavailable", 503))
+        if fault.status is not None:
+            return _json(fault.status, fault.body, fault.headers)
+        return None
 
     def _body_problems(self, operation: Operation, body: Any) -> list[str]:
         if operation.validator is None or body is _UNPARSABLE:
@@ -1064,23 +1110,57 @@ class GitHubEmulator(LoopbackServer):
         return _json(op.status, answer)
 
     def _op_issues_create_comment(self, op: Operation, params, query, body):
+        answer = self._add_comment(op, params, body["body"], datetime.now(UTC))
+        return _json(op.status, copy.deepcopy(answer))
+
+    def _add_comment(
+        self, op: Operation, params: dict[str, str], text: str, at: datetime
+    ) -> dict[str, Any]:
         comment_id = next(self._ids)
-        now = _timestamp(datetime.now(UTC))
+        when = _timestamp(at)
         number = params["issue_number"]
-        answer = copy.deepcopy(op.example)
-        answer.update(
+        comment = copy.deepcopy(op.example)
+        comment.update(
             id=comment_id,
-            body=body["body"],
+            body=text,
             url=f"{self._repo_url(params)}/issues/comments/{comment_id}",
             issue_url=f"{self._repo_url(params)}/issues/{number}",
             html_url=(
                 f"https://github.com/{params['owner']}/{params['repo']}/issues/{number}"
                 f"#issuecomment-{comment_id}"
             ),
-            created_at=now,
-            updated_at=now,
+            created_at=when,
+            updated_at=when,
         )
-        return _json(op.status, answer)
+        self._comments.setdefault((*self._repo_key(params), int(number)), []).append(comment)
+        return comment
+
+    def _op_issues_list_comments(self, op: Operation, params, query, body):
+        since = query.get("since")
+        if since is not None and not _ISO8601.fullmatch(since):
+            # GitHub's own words for a `since` it cannot read.
+            message = "The since parameter needs to be in ISO 8601 format: YYYY-MM-DDTHH:MM:SSZ"
+            return _json(422, _error(message, 422))
+        floor = datetime.fromisoformat(since) if since is not None else None
+        issue = (*self._repo_key(params), int(params["issue_number"]))
+        found = [
+            c
+            for c in self._comments.get(issue, [])
+            if floor is None or datetime.fromisoformat(c["updated_at"]) >= floor
+        ]
+        per_page = min(int(query.get("per_page", 30)), 100)
+        page = max(int(query.get("page", 1)), 1)
+        headers = {}
+        last = max((len(found) + per_page - 1) // per_page, 1)
+        if page < last:
+            url = f"{self._repo_url(params)}/issues/{params['issue_number']}/comments"
+            kept = {"since": since} if since is not None else {}
+            links = [
+                f'<{url}?{urlencode({**kept, "per_page": per_page, "page": n})}>; rel="{rel}"'
+                for n, rel in ((page + 1, "next"), (last, "last"))
+            ]
+            headers["link"] = ", ".join(links)
+        return _json(op.status, copy.deepcopy(_page(found, query)), headers)
 
     def _op_issues_update_comment(self, op: Operation, params, query, body):
         answer = copy.deepcopy(op.example)
@@ -1089,6 +1169,10 @@ class GitHubEmulator(LoopbackServer):
             body=body["body"],
             updated_at=_timestamp(datetime.now(UTC)),
         )
+        for comments in self._comments.values():
+            for comment in comments:
+                if comment["id"] == answer["id"]:
+                    comment.update(body=answer["body"], updated_at=answer["updated_at"])
         return _json(op.status, answer)
 
     def _op_reactions_create_for_issue_comment(self, op: Operation, params, query, body):

@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -378,6 +378,73 @@ def test_permissions_are_served(gh: GitHubEmulator, http: httpx.Client) -> None:
         gh.set_permission("o", "r", "x", "owner")
 
 
+def _next_link(response: httpx.Response) -> str | None:
+    return response.links.get("next", {}).get("url")
+
+
+def test_comments_are_remembered_and_listed_oldest_first_page_by_page(
+    gh: GitHubEmulator, http: httpx.Client, keys: tuple[str, str]
+) -> None:
+    posted = [
+        http.post("/repos/Acme/api/issues/5/comments", json={"body": f"c{n}"}).json()
+        for n in range(5)
+    ]
+    http.post("/repos/acme/api/issues/6/comments", json={"body": "another pull request"})
+    assert [c["id"] for c in gh.comments("acme", "api", 5)] == [c["id"] for c in posted]
+
+    pages, url = [], "/repos/acme/api/issues/5/comments?per_page=2"
+    while url is not None:
+        response = http.get(url)
+        assert response.status_code == 200
+        pages.append([c["body"] for c in response.json()])
+        url = _next_link(response)
+    assert pages == [["c0", "c1"], ["c2", "c3"], ["c4"]]
+    first = http.get("/repos/acme/api/issues/5/comments?per_page=2")
+    assert (
+        first.links["next"]["url"] == f"{gh.url}/repos/acme/api/issues/5/comments?per_page=2&page=2"
+    )
+    assert first.links["last"]["url"].endswith("per_page=2&page=3")
+    assert first.json() == posted[:2]  # what `issues/create-comment` answered, as it was
+    assert http.get("/repos/acme/api/issues/5/comments?per_page=2&page=9").json() == []
+    assert "link" not in http.get("/repos/acme/api/issues/5/comments").headers
+    assert http.get("/repos/acme/api/issues/7/comments").json() == []
+
+    # githubkit, the bot's client, reads the list as GitHub's.
+    github = _github(AppInstallationAuthStrategy(APP_ID, keys[0], 7), gh.url)
+    listed = github.rest.issues.list_comments("acme", "api", 6).parsed_data
+    assert [c.body for c in listed] == ["another pull request"]
+
+
+def test_listed_comments_are_those_updated_since(gh: GitHubEmulator, http: httpx.Client) -> None:
+    now = datetime.now(UTC)
+    old = gh.add_comment("o", "r", 5, "two hours ago", at=now - timedelta(hours=2))
+    gh.add_comment("o", "r", 5, "half an hour ago", at=now - timedelta(minutes=30))
+    http.post("/repos/o/r/issues/5/comments", json={"body": "now"})
+
+    def since(moment: datetime) -> list[str]:
+        stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        response = http.get("/repos/o/r/issues/5/comments", params={"since": stamp})
+        assert response.status_code == 200
+        return [c["body"] for c in response.json()]
+
+    assert since(now - timedelta(hours=1)) == ["half an hour ago", "now"]
+    assert since(now - timedelta(minutes=30)) == ["half an hour ago", "now"]  # at or after
+    assert since(now + timedelta(hours=1)) == []
+    # An edit counts as an update: the old comment is listed again, in its place.
+    http.patch(f"/repos/o/r/issues/comments/{old['id']}", json={"body": "edited"})
+    assert since(now - timedelta(hours=1)) == ["edited", "half an hour ago", "now"]
+    # Paging keeps `since`.
+    first = http.get(
+        "/repos/o/r/issues/5/comments",
+        params={"since": (now - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"), "per_page": 1},
+    )
+    assert "since=" in (_next_link(first) or "")
+
+    refused = http.get("/repos/o/r/issues/5/comments", params={"since": "2026-01-01 10:00:00"})
+    assert refused.status_code == 422
+    assert "ISO 8601" in refused.json()["message"]
+
+
 def test_fail_answers_the_next_calls_then_recovers(gh: GitHubEmulator, http: httpx.Client) -> None:
     gh.fail("repos/get", status=502, times=2)
     assert [http.get("/repos/o/r").status_code for _ in range(3)] == [502, 502, 200]
@@ -416,6 +483,22 @@ def test_delay_holds_the_answer(gh: GitHubEmulator, http: httpx.Client) -> None:
     gh.delay("repos/get", 5)
     with pytest.raises(httpx.ReadTimeout):
         http.get("/repos/o/r", timeout=0.2)
+
+
+def test_a_fault_can_come_after_the_call_took_effect(
+    gh: GitHubEmulator, http: httpx.Client
+) -> None:
+    gh.fail("issues/create-comment", status=502, taken=True)
+    assert http.post("/repos/o/r/issues/5/comments", json={"body": "a"}).status_code == 502
+    assert [c["body"] for c in gh.comments("o", "r", 5)] == ["a"]  # GitHub has it all the same
+    gh.delay("issues/create-comment", 5, taken=True)
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/repos/o/r/issues/5/comments", json={"body": "b"}, timeout=0.2)
+    assert [c["body"] for c in gh.comments("o", "r", 5)] == ["a", "b"]
+    # Without `taken`, a fault answers instead of the call: nothing is posted.
+    gh.fail("issues/create-comment", status=502)
+    assert http.post("/repos/o/r/issues/5/comments", json={"body": "c"}).status_code == 502
+    assert [c["body"] for c in gh.comments("o", "r", 5)] == ["a", "b"]
 
 
 def test_respond_overrides_state_until_reset(gh: GitHubEmulator, http: httpx.Client) -> None:
