@@ -22,7 +22,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -218,6 +218,27 @@ class HookDeliveryPage:
 
     deliveries: tuple[HookDelivery, ...]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class IssueComment:
+    """A comment on an issue or pull request."""
+
+    id: int
+    body: str
+    user_login: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    html_url: str
+
+
+@dataclass(frozen=True)
+class IssueCommentPage:
+    """Comments oldest first (GitHub orders them by id); `next_page` asks for the next page,
+    None on the last one."""
+
+    comments: tuple[IssueComment, ...]
+    next_page: int | None
 
 
 # --- the App -----------------------------------------------------------------------------
@@ -493,6 +514,36 @@ class InstallationClient:
             )
         return response.json()["id"]
 
+    async def list_issue_comments(
+        self,
+        *,
+        owner: str,
+        repo: str,
+        issue_number: int,
+        since: datetime | None = None,
+        page: int = 1,
+        per_page: int = 100,
+    ) -> IssueCommentPage:
+        """One page of an issue's or pull request's comments, oldest first (`GET
+        /repos/{owner}/{repo}/issues/{issue_number}/comments`); `since`: only those updated
+        at or after it. GitHub pages this list by number, named in the Link header's
+        `rel="next"` URL; pass `next_page` back for the next page."""
+        options: dict[str, Any] = {}
+        if since is not None:
+            # githubkit hands a datetime to httpx as is, which writes it with a space and an
+            # offset; GitHub reads only ISO 8601 (YYYY-MM-DDTHH:MM:SSZ).
+            options["since"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        async with _translated_errors():
+            response = await self._github.rest.issues.async_list_comments(
+                owner, repo, issue_number, per_page=per_page, page=page, **options
+            )
+        following = response.raw_response.links.get("next", {}).get("url")
+        number = httpx.URL(following).params.get("page", "") if following else ""
+        comments = tuple(_issue_comment(item) for item in response.json())
+        return IssueCommentPage(
+            comments=comments, next_page=int(number) if number.isdigit() else None
+        )
+
     async def add_reaction(
         self, *, owner: str, repo: str, comment_id: int, content: str = "eyes"
     ) -> None:
@@ -757,6 +808,17 @@ def _hook_delivery(data: Mapping[str, Any]) -> HookDelivery:
         action=data.get("action"),
         installation_id=data.get("installation_id"),
         repository_id=data.get("repository_id"),
+    )
+
+
+def _issue_comment(data: Mapping[str, Any]) -> IssueComment:
+    return IssueComment(
+        id=data["id"],
+        body=data.get("body") or "",
+        user_login=(data.get("user") or {}).get("login"),
+        created_at=_datetime(data.get("created_at")),
+        updated_at=_datetime(data.get("updated_at")),
+        html_url=data.get("html_url") or "",
     )
 
 

@@ -6,6 +6,7 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ from integrations.github_app import (
     GitHubUnavailable,
     GitHubValidationFailed,
     InstallationClient,
+    IssueComment,
+    IssueCommentPage,
     PullRequest,
 )
 
@@ -206,6 +209,53 @@ async def test_comment_and_reaction(github: InstallationClient, gh: GitHubEmulat
     (reaction,) = gh.calls_to("reactions/create-for-issue-comment")
     assert reaction.json == {"content": "eyes"}
     assert reaction.path == f"/repos/acme/api/issues/comments/{first}/reactions"
+
+
+async def test_list_issue_comments(github: InstallationClient, gh: GitHubEmulator) -> None:
+    now = datetime.now(UTC)
+    gh.add_comment("acme", "api", 5, "long ago", at=now - timedelta(hours=2))
+    posted = [
+        await github.create_issue_comment(owner="acme", repo="api", issue_number=5, body=f"c{n}")
+        for n in range(3)
+    ]
+    await github.create_issue_comment(owner="acme", repo="api", issue_number=6, body="elsewhere")
+    # Any timezone: GitHub is sent UTC, in the one format it reads.
+    since = (now - timedelta(hours=1)).astimezone(timezone(timedelta(hours=-5)))
+
+    first = await github.list_issue_comments(
+        owner="acme", repo="api", issue_number=5, since=since, per_page=2
+    )
+    assert [c.id for c in first.comments] == posted[:2] and first.next_page == 2
+    second = await github.list_issue_comments(
+        owner="acme", repo="api", issue_number=5, since=since, per_page=2, page=first.next_page
+    )
+    assert [c.body for c in second.comments] == ["c2"] and second.next_page is None
+    everything = await github.list_issue_comments(owner="acme", repo="api", issue_number=5)
+    assert [c.body for c in everything.comments] == ["long ago", "c0", "c1", "c2"]
+
+    comment = first.comments[0]
+    assert isinstance(comment, IssueComment)
+    assert comment.user_login == "octocat" and comment.html_url.endswith(f"-{posted[0]}")
+    assert comment.created_at is not None and comment.created_at.tzinfo is not None
+    assert comment.updated_at == comment.created_at
+    stamp = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [call.query for call in gh.calls_to("issues/list-comments")] == [
+        {"since": stamp, "per_page": "2", "page": "1"},
+        {"since": stamp, "per_page": "2", "page": "2"},
+        {"per_page": "100", "page": "1"},
+    ]
+
+
+async def test_listing_comments_is_retried_and_its_errors_are_ours(
+    github: InstallationClient, gh: GitHubEmulator
+) -> None:
+    gh.fail("issues/list-comments", status=502)  # a GET: safe to repeat
+    assert await github.list_issue_comments(owner="acme", repo="api", issue_number=5) == (
+        IssueCommentPage(comments=(), next_page=None)
+    )
+    gh.fail("issues/list-comments", status=404)
+    with pytest.raises(GitHubNotFound):
+        await github.list_issue_comments(owner="acme", repo="api", issue_number=404)
 
 
 async def test_get_pull(github: InstallationClient) -> None:
