@@ -39,8 +39,9 @@ async def claim(
     note_interrupted: bool = False,
 ) -> list[Row]:
     """Lease up to `limit` due rows to `owner` until `now + lease`; returns the claimed rows.
-    `note_interrupted`: set the row's `interrupted` to whether an earlier owner still held it
-    (it died, or its lease ran out, before it finished or failed the row)."""
+    `note_interrupted`: set the row's `interrupted` when an earlier owner still held it (it
+    died, or its lease ran out, before it finished or failed the row). Once set it stays, as
+    does the doubt about what was sent before (`WorkQueue.retry_dead` sets it too)."""
     statement = _claim(table, table, due, order_by, owner, now, lease, limit, note_interrupted)
     result = await session.execute(statement.returning(table))
     return list(result.scalars().all())
@@ -93,7 +94,11 @@ def _claim(
             lease_owner=owner,
             lease_until=now + lease,
             # The right-hand side reads the row as it was before this update.
-            **({"interrupted": table_.lease_owner.is_not(None)} if note_interrupted else {}),
+            **(
+                {"interrupted": sa.or_(table_.interrupted, table_.lease_owner.is_not(None))}
+                if note_interrupted
+                else {}
+            ),
         )
         .execution_options(synchronize_session=False)
     )

@@ -410,8 +410,9 @@ class OutboxEffect(SQLModel, table=True):
     payload: dict[str, Any] = _json()
     idempotency_key: str = Field(unique=True)
     ordering_key: str | None = None
-    # Its last claim took it from an owner that never finished it (a crash, a lost lease):
-    # what that owner sent may have reached Slack, so look before sending again.
+    # A claim took it from an owner that never finished it (a crash, a lost lease), or it came
+    # back from the dead letters: what was sent before may have reached Slack or GitHub, so
+    # look before sending again.
     interrupted: bool = False
     status: str = OutboxStatus.PENDING.value
     attempts: int = 0

@@ -166,3 +166,43 @@ async def test_upgrading_keeps_waiting_effects_in_their_lines(tmp_path: Path) ->
         assert keys == {"r1": "thread:4", "b1": "board:4", "r0": None, "x1": None}
     finally:
         await engine.dispose()
+
+
+async def test_once_a_try_may_have_been_sent_every_later_claim_says_so(
+    engine: AsyncEngine,
+) -> None:
+    sessions = db.session_factory(engine)
+    await _enqueue(sessions, "PullRequestComment", "c0", repository="a/b", pr_number=1)
+    now = utcnow()
+    assert await _claim(sessions, owner="died", now=now) == ["c0"]
+    assert not (await _row(sessions, "c0")).interrupted
+    later = now + LEASE + timedelta(seconds=1)
+    assert await _claim(sessions, now=later) == ["c0"]  # the dead owner's lease ran out
+    assert (await _row(sessions, "c0")).interrupted
+    # Waiting out a rate limit hands it back unclaimed; the doubt stays.
+    c0 = await _row(sessions, "c0")
+    async with sessions.begin() as session:
+        await outbox.QUEUE.fail(
+            session,
+            item=c0,
+            owner="w",
+            error="429",
+            now=later,
+            retry_at=later,
+            counts=False,
+        )
+    assert await _claim(sessions, now=later) == ["c0"]
+    assert (await _row(sessions, "c0")).interrupted
+
+    # A dead letter put back in line may have been sent by any of its tries.
+    await _enqueue(sessions, "PullRequestComment", "c1", repository="a/b", pr_number=2)
+    now = utcnow()
+    assert await _claim(sessions, now=now) == ["c1"]
+    c1 = await _row(sessions, "c1")
+    async with sessions.begin() as session:
+        await outbox.QUEUE.fail(session, item=c1, owner="w", error="502", now=now, retry_at=None)
+    async with sessions.begin() as session:
+        assert await outbox.retry_dead(session, item_id=c1.id, now=now)
+    assert (await _row(sessions, "c1")).attempts == 0
+    assert await _claim(sessions, now=now) == ["c1"]
+    assert (await _row(sessions, "c1")).interrupted
