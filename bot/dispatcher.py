@@ -4,7 +4,9 @@ Network calls happen outside database transactions (a slow Slack must not hold S
 write lock); what an effect produced (a deployment id, a thread's ts) is then recorded in
 the same short transaction that marks the effect sent. A deployment is looked up by the
 rollout id in its payload before one is created, so a retry after a crash does not deploy
-twice.
+twice; a Slack message or a PR comment an earlier try may have posted is looked for by the
+outbox key it carries (message metadata; an invisible marker in the comment) before it is
+posted again.
 
 The replies of a thread come out of the outbox one at a time, in order (`storage.outbox`).
 A board refresh draws the release as it is now, so it also serves every refresh of that
@@ -53,6 +55,7 @@ from integrations.github_app import (
     GitHubNotFound,
     GitHubRateLimited,
     GitHubValidationFailed,
+    InstallationClient,
 )
 from storage import installations, outbox, releases
 from storage.models import OutboxEffect, OutboxStatus, utcnow
@@ -197,12 +200,44 @@ class OutboxDispatcher(QueueWorker):
     async def _comment(self, item: OutboxEffect, effect: PullRequestComment) -> str:
         client = await self._installation(effect.repository)
         owner, repo = effect.repository.split("/", 1)
-        comment_id = await client.create_issue_comment(
-            owner=owner, repo=repo, issue_number=effect.pr_number, body=effect.body
+        comment_id = await self._commented_before(
+            item, client, owner=owner, repo=repo, number=effect.pr_number
         )
+        if comment_id is None:
+            comment_id = await client.create_issue_comment(
+                owner=owner,
+                repo=repo,
+                issue_number=effect.pr_number,
+                body=_marked(effect.body, item.idempotency_key),
+            )
         async with self.sessions.begin() as session:
             await self.finish(session, item, OutboxStatus.SENT.value, result={"id": comment_id})
         return f"comment {comment_id}"
+
+    async def _commented_before(
+        self, item: OutboxEffect, client: InstallationClient, *, owner: str, repo: str, number: int
+    ) -> int | None:
+        """The id of the comment an earlier try of this effect posted, if GitHub has one.
+
+        GitHub takes no idempotency key, so each comment ends with its outbox key in an
+        invisible marker. As for Slack, only an effect whose earlier try may have reached
+        GitHub is looked up (a 5xx or a timeout can hide a comment GitHub took), and only
+        the comments updated since the effect was written, page by page."""
+        if not item.interrupted and item.attempts == 0:
+            return None
+        since = item.created_at - timedelta(minutes=1)
+        page = 1
+        for _ in range(_LOOKUP_PAGES):
+            found = await client.list_issue_comments(
+                owner=owner, repo=repo, issue_number=number, since=since, page=page
+            )
+            for comment in found.comments:
+                if _carries(comment.body, item.idempotency_key):
+                    return comment.id
+            if found.next_page is None:
+                return None
+            page = found.next_page
+        return None
 
     async def _react(self, item: OutboxEffect, effect: Reaction) -> str:
         client = await self._installation(effect.repository)
@@ -558,3 +593,19 @@ _LOOKUP_NOT_ALLOWED = frozenset({"missing_scope", "not_in_channel", "channel_not
 def _metadata(key: str) -> dict[str, Any]:
     """Message metadata naming the outbox effect that posted it (found again by it)."""
     return {"event_type": _EVENT_TYPE, "event_payload": {"key": key}}
+
+
+def _marker(key: str) -> str:
+    # An HTML comment: GitHub renders nothing of it, and the API returns it in the body.
+    return f"<!-- deploybot:{key} -->"
+
+
+def _marked(body: str, key: str) -> str:
+    """A PR comment's body ending with a marker naming the outbox effect that posts it."""
+    return f"{body}\n\n{_marker(key)}"
+
+
+def _carries(body: str, key: str) -> bool:
+    """Whether a comment's body has the marker of the effect `key` on a line of its own."""
+    marker = _marker(key)
+    return any(line.strip() == marker for line in body.splitlines())

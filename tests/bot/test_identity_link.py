@@ -3,6 +3,7 @@ GitHub confirmed), and the confirmation through a real webhook on both databases
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -104,7 +105,9 @@ async def _pending(story: Story, slack_user: str) -> str | None:
 
 
 def _replies(story: Story) -> list[str]:
-    return [c.json["body"] for c in story.github.calls_to("issues/create-comment")]
+    """The bot's PR comments as people read them: without the outbox's invisible marker."""
+    calls = story.github.calls_to("issues/create-comment")
+    return [re.sub(r"\n\n<!-- deploybot:[^\n]* -->\Z", "", c.json["body"]) for c in calls]
 
 
 def _reactions(story: Story) -> list[str]:
