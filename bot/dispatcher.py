@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -220,12 +220,12 @@ class OutboxDispatcher(QueueWorker):
         """The id of the comment an earlier try of this effect posted, if GitHub has one.
 
         GitHub takes no idempotency key, so each comment ends with its outbox key in an
-        invisible marker. As for Slack, only an effect whose earlier try may have reached
-        GitHub is looked up (a 5xx or a timeout can hide a comment GitHub took), and only
-        the comments updated since the effect was written, page by page."""
-        if not item.interrupted and item.attempts == 0:
+        invisible marker. As for Slack (`_lookup_since`), only an effect whose earlier try may
+        have reached GitHub is looked up, and only the comments updated since the effect was
+        written, page by page."""
+        since = _lookup_since(item)
+        if since is None:
             return None
-        since = item.created_at - timedelta(minutes=1)
         page = 1
         for _ in range(_LOOKUP_PAGES):
             found = await client.list_issue_comments(
@@ -318,13 +318,13 @@ class OutboxDispatcher(QueueWorker):
         """The ts of the message an earlier try of this effect posted, if Slack has one.
 
         Slack has no idempotency key, so each post carries its outbox key as message
-        metadata. Only an effect whose earlier try may have reached Slack is looked up: one
-        that failed (a timeout can hide a post Slack took), whose sender died holding it, or
-        that came back from the dead letters. Only messages since the effect was written
-        are read (Slack pages these calls small), page by page."""
-        if not item.interrupted and item.attempts == 0:
+        metadata. Only an effect whose earlier try may have reached Slack is looked up, and
+        only messages since the effect was written (`_lookup_since`; Slack pages these calls
+        small), page by page."""
+        after = _lookup_since(item)
+        if after is None:
             return None
-        since = f"{(item.created_at - timedelta(minutes=1)).timestamp():.6f}"
+        since = f"{after.timestamp():.6f}"
         cursor = None
         try:
             for _ in range(_LOOKUP_PAGES):
@@ -586,6 +586,18 @@ def _same_deployment(payload: dict[str, Any], effect: CreateDeployment) -> bool:
 
 _EVENT_TYPE = "deploybot_effect"
 _LOOKUP_PAGES = 10
+
+
+def _lookup_since(item: OutboxEffect) -> datetime | None:
+    """Whence to look for what an earlier try of `item` sent, or None when none may have
+    reached the other side: it is looked up only if a try failed (a 5xx or a timeout can
+    hide a post that was taken), its sender died holding it, or it came back from the dead
+    letters. A minute before it was written, for clock skew between us and them."""
+    if not item.interrupted and item.attempts == 0:
+        return None
+    return item.created_at - timedelta(minutes=1)
+
+
 # The app was installed before it asked for the history scopes, or is not in the channel.
 _LOOKUP_NOT_ALLOWED = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})
 
