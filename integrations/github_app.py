@@ -222,14 +222,10 @@ class HookDeliveryPage:
 
 @dataclass(frozen=True)
 class IssueComment:
-    """A comment on an issue or pull request."""
+    """A comment on an issue or pull request: what the outbox reads to find its own."""
 
     id: int
     body: str
-    user_login: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    html_url: str
 
 
 @dataclass(frozen=True)
@@ -812,14 +808,7 @@ def _hook_delivery(data: Mapping[str, Any]) -> HookDelivery:
 
 
 def _issue_comment(data: Mapping[str, Any]) -> IssueComment:
-    return IssueComment(
-        id=data["id"],
-        body=data.get("body") or "",
-        user_login=(data.get("user") or {}).get("login"),
-        created_at=_datetime(data.get("created_at")),
-        updated_at=_datetime(data.get("updated_at")),
-        html_url=data.get("html_url") or "",
-    )
+    return IssueComment(id=data["id"], body=data.get("body") or "")
 
 
 def _datetime(value: str | None) -> datetime | None:

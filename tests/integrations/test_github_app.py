@@ -233,11 +233,7 @@ async def test_list_issue_comments(github: InstallationClient, gh: GitHubEmulato
     everything = await github.list_issue_comments(owner="acme", repo="api", issue_number=5)
     assert [c.body for c in everything.comments] == ["long ago", "c0", "c1", "c2"]
 
-    comment = first.comments[0]
-    assert isinstance(comment, IssueComment)
-    assert comment.user_login == "octocat" and comment.html_url.endswith(f"-{posted[0]}")
-    assert comment.created_at is not None and comment.created_at.tzinfo is not None
-    assert comment.updated_at == comment.created_at
+    assert first.comments[0] == IssueComment(id=posted[0], body="c0")
     stamp = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert [call.query for call in gh.calls_to("issues/list-comments")] == [
         {"since": stamp, "per_page": "2", "page": "1"},
