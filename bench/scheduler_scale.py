@@ -49,7 +49,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import sqlalchemy as sa
 import yarl
 from sqlalchemy.engine import make_url
@@ -61,9 +60,9 @@ from bench.common import app_private_key
 from bot.app import settle_garbage_collection
 from bot.logs import configure_logging
 from bot.pipeline.config import parse_pipeline
-from bot.scheduler import Scheduler
+from bot.scheduler import Scheduler, _each
 from integrations.github_app import GitHubApp
-from integrations.health import USER_AGENT, HealthProbe
+from integrations.health import HealthProbe
 from storage import db
 from storage.models import Release as ReleaseRow
 from storage.models import Rollout as RolloutRow
@@ -423,54 +422,34 @@ class Bench:
     ) -> dict[str, float]:
         """What the tick's GETs cost with nothing of the scheduler around them, in CPU, best
         of three each: `probes`, `HealthProbe.check_http` of every rollout's URL on the
-        tick's own probe; `client`, a GET of each by aiohttp alone on a session set up as the
-        probe's (keep-alive, the probe's connection limit), what the HTTP client costs before
-        anything of ours. Both run the way a tick does: its concurrency's worth of workers
-        taking URLs in turn. Either raises on a failed GET."""
-        concurrency = scheduler.concurrency
+        tick's own probe; `client`, a plain aiohttp GET of each on that probe's own session,
+        what the HTTP client costs before anything of ours. Both run as a tick runs them
+        (the scheduler's `_each`, its concurrency's worth of workers). Either raises on a
+        failed GET."""
         urls = [f"http://127.0.0.1:{self.port}/h/{i}" for i in range(rollouts)]
         parsed = [yarl.URL(url) for url in urls]  # the probe caches its parsed URLs too
+        session = probe._http()  # the probe's session: its settings, pool and limit
 
-        async def each(work: Callable[[Any], Any], items: list[Any]) -> None:
-            pending = iter(items)
-
-            async def worker() -> None:
-                for item in pending:
-                    await work(item)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-        async def cpu(work: Callable[[Any], Any], items: list[Any]) -> float:
-            best = float("inf")
-            for _ in range(3):
-                gc.collect()
-                began = time.process_time()
-                await each(work, items)
-                best = min(best, time.process_time() - began)
-            return best
-
-        connector = aiohttp.TCPConnector(limit=probe.max_connections)
-        async with aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": USER_AGENT},
-        ) as session:
-
-            async def get(url: yarl.URL) -> None:
-                async with session.get(url, allow_redirects=False) as response:
-                    if response.status != 200:
-                        raise RuntimeError(f"GET {url}: {response.status}")
-
-            client = await cpu(get, parsed)
+        async def get(url: yarl.URL) -> None:
+            async with session.get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"GET {url}: {response.status}")
 
         async def check(url: str) -> None:
             result = await probe.check_http(url)
             if not result.healthy:
                 raise RuntimeError(result.detail)
 
-        return {"probes": await cpu(check, urls), "client": client}
+        async def cpu(work: Callable[[Any], Any], items: list[Any]) -> float:
+            best = float("inf")
+            for _ in range(3):
+                gc.collect()
+                began = time.process_time()
+                await _each(items, scheduler.concurrency, work)
+                best = min(best, time.process_time() - began)
+            return best
+
+        return {"probes": await cpu(check, urls), "client": await cpu(get, parsed)}
 
     async def profile(self, scheduler: Scheduler) -> None:
         """One more tick under pyinstrument (its own overhead makes it slower)."""

@@ -208,11 +208,6 @@ class HealthProbe:
         """The deadline of one check, in seconds."""
         return self._timeout
 
-    @property
-    def max_connections(self) -> int:
-        """The most connections the probe's own HTTP checks hold open at once."""
-        return self._max_connections
-
     async def aclose(self) -> None:
         """Close the clients the probe created; a client passed in stays open."""
         if self._owns_client:
