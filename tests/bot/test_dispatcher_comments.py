@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.dispatcher import OutboxDispatcher
@@ -16,7 +15,8 @@ from bot.pipeline.effects import PullRequestComment
 from integrations.emulators.github import GitHubEmulator
 from integrations.github_app import GitHubApp
 from storage import db, installations, outbox, releases
-from storage.models import OutboxEffect, OutboxStatus, utcnow
+from storage.models import OutboxStatus, utcnow
+from tests.dispatching import drain, effect_row
 from tests.story import INSTALLATION_ID, NAME, OWNER, REPOSITORY, REPOSITORY_ID
 
 NUMBER = 5
@@ -66,21 +66,6 @@ async def comment_hello(sessions) -> None:
         await releases.enqueue(session, PullRequestComment(REPOSITORY, NUMBER, "hello", "Hello."))
 
 
-async def row(sessions) -> OutboxEffect:
-    async with sessions() as session:
-        result = await session.execute(
-            sa.select(OutboxEffect).where(OutboxEffect.idempotency_key == KEY)
-        )
-        return result.scalar_one()
-
-
-async def drain(dispatcher: OutboxDispatcher) -> None:
-    for _ in range(50):
-        if await dispatcher.run_once() == 0:
-            return
-    raise AssertionError("the outbox did not drain")
-
-
 def posted(github: GitHubEmulator) -> list[dict[str, Any]]:
     return github.comments(OWNER, NAME, NUMBER)
 
@@ -106,7 +91,7 @@ async def test_a_first_try_posts_with_the_marker_and_looks_nothing_up(
     await drain(make_dispatcher())
     (comment,) = posted(github)
     assert comment["body"] == MARKED  # the marker is the last line, after a blank one
-    sent = await row(sessions)
+    sent = await effect_row(sessions, KEY)
     assert (sent.status, sent.attempts, sent.result) == ("sent", 0, {"id": comment["id"]})
     assert github.calls_to(LIST) == []
     assert github.invalid_requests == []
@@ -126,13 +111,13 @@ async def test_a_comment_github_took_is_not_posted_again(
 
     assert await dispatcher.run_once() == 1
     (taken,) = posted(github)
-    failed = await row(sessions)
+    failed = await effect_row(sessions, KEY)
     assert (failed.status, failed.attempts) == ("pending", 1)
 
     await drain(dispatcher)
     assert posted(github) == [taken]
     assert len(github.calls_to(CREATE)) == 1
-    sent = await row(sessions)
+    sent = await effect_row(sessions, KEY)
     assert (sent.status, sent.result) == (OutboxStatus.SENT.value, {"id": taken["id"]})
     (lookup,) = github.calls_to(LIST)
     since = (sent.created_at - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -150,7 +135,7 @@ async def test_a_comment_its_dead_sender_got_onto_github_is_not_posted_again(
 
     await drain(make_dispatcher(clock=after_the_lease))
     assert posted(github) == [taken]
-    sent = await row(sessions)
+    sent = await effect_row(sessions, KEY)
     assert (sent.status, sent.interrupted, sent.result) == ("sent", True, {"id": taken["id"]})
     assert github.calls_to(CREATE) == []
 
@@ -168,7 +153,7 @@ async def test_the_lookup_reads_on_past_a_full_page(
 
     await drain(make_dispatcher())
     assert len(posted(github)) == 121 and len(github.calls_to(CREATE)) == 1
-    assert (await row(sessions)).result == {"id": posted(github)[-1]["id"]}
+    assert (await effect_row(sessions, KEY)).result == {"id": posted(github)[-1]["id"]}
     assert [call.query["page"] for call in github.calls_to(LIST)] == ["1", "2"]
 
 
@@ -185,7 +170,7 @@ async def test_a_retry_whose_earlier_try_never_reached_github_posts_once(
         assert await dispatcher.run_once() == 1
         assert posted(github) == []
     if how == "dead-lettered":
-        dead = await row(sessions)
+        dead = await effect_row(sessions, KEY)
         assert dead.status == OutboxStatus.DEAD.value
         async with sessions.begin() as session:
             assert await outbox.retry_dead(session, item_id=dead.id, now=utcnow())
@@ -193,6 +178,6 @@ async def test_a_retry_whose_earlier_try_never_reached_github_posts_once(
     await drain(make_dispatcher(clock=after_the_lease))
     (comment,) = posted(github)
     assert comment["body"] == MARKED
-    sent = await row(sessions)
+    sent = await effect_row(sessions, KEY)
     assert (sent.status, sent.result) == ("sent", {"id": comment["id"]})
     assert len(github.calls_to(LIST)) == 1  # looked, found nothing, posted

@@ -31,6 +31,7 @@ from storage import db, inbox, outbox, releases
 from storage.models import OutboxEffect, OutboxStatus, utcnow
 from storage.models import Release as ReleaseRow
 from tests.conftest import BOT_TOKEN, WEBHOOK_SECRET
+from tests.dispatching import drain, effect_row
 from tests.helpers import compact, github_headers
 from tests.story import (
     CHANNEL,
@@ -123,22 +124,6 @@ async def replies(slack: SlackEmulator, sessions, release_id: int) -> list[str]:
     return [m["text"] for m in slack.thread(ts, CHANNEL) if m["ts"] != ts]
 
 
-async def row(sessions, key: str) -> OutboxEffect:
-    async with sessions() as session:
-        result = await session.execute(
-            sa.select(OutboxEffect).where(OutboxEffect.idempotency_key == key)
-        )
-        return result.scalar_one()
-
-
-async def drain(dispatcher: OutboxDispatcher) -> None:
-    """Pass after pass until nothing is due (a line lets its next effect through each pass)."""
-    for _ in range(500):
-        if await dispatcher.run_once() == 0:
-            return
-    raise AssertionError("the outbox did not drain")
-
-
 # --- a sender that died after Slack took its message --------------------------------------
 
 
@@ -186,7 +171,7 @@ async def test_a_reply_its_dead_sender_got_into_slack_is_not_posted_again(
     clock.advance(31)  # the lease ran out
     await drain(make_dispatcher(clock=clock))
     assert await replies(slack, sessions, release) == ["a1", "a2"]  # a1 once
-    a1, a2 = await row(sessions, "reply:1:a1"), await row(sessions, "reply:1:a2")
+    a1, a2 = await effect_row(sessions, "reply:1:a1"), await effect_row(sessions, "reply:1:a2")
     assert (a1.status, a1.interrupted, a1.result) == ("sent", True, {"ts": taken["ts"]})
     assert not a2.interrupted
     # Only the interrupted one was looked up; every post names its effect for next time.
@@ -228,7 +213,7 @@ async def test_a_failed_reply_holds_back_its_thread_and_no_other(
     assert await replies(slack, sessions, first) == []
     assert await replies(slack, sessions, second) == ["b1"]
     assert await dispatcher.run_once() == 0, "a2 waits while a1 waits out its backoff"
-    assert (await row(sessions, "reply:1:a1")).attempts == 1
+    assert (await effect_row(sessions, "reply:1:a1")).attempts == 1
 
     clock.advance(2)  # the first backoff
     await drain(dispatcher)
@@ -248,7 +233,7 @@ async def test_a_dead_lettered_reply_no_longer_holds_back_its_thread(
     assert await dispatcher.run_once() == 1
     clock.advance(2)
     assert await dispatcher.run_once() == 1  # a1's last attempt: dead-lettered
-    assert (await row(sessions, "reply:1:a1")).status == OutboxStatus.DEAD.value
+    assert (await effect_row(sessions, "reply:1:a1")).status == OutboxStatus.DEAD.value
     await drain(dispatcher)
     assert await replies(slack, sessions, release) == ["a2"]
 
@@ -266,7 +251,7 @@ async def test_closing_a_request_that_was_given_up_on_is_not_retried(
             .values(status=OutboxStatus.DEAD.value)
         )
     await drain(make_dispatcher())
-    closed = await row(sessions, "approval-decided:9")
+    closed = await effect_row(sessions, "approval-decided:9")
     assert (closed.status, closed.attempts, closed.result) == ("sent", 0, {"ts": None})
     assert slack.calls_to("chat.update") == []
 
@@ -366,7 +351,7 @@ async def test_a_rate_limit_waits_its_retry_after_and_never_dead_letters(
     slack.fail("chat.postMessage", status=429, headers={"Retry-After": "7"}, times=3)
     for _ in range(3):
         assert await dispatcher.run_once() == 1
-        waiting = await row(sessions, "reply:1:a1")
+        waiting = await effect_row(sessions, "reply:1:a1")
         assert (waiting.status, waiting.attempts) == ("pending", 0)
         assert waiting.next_attempt_at == clock.now + timedelta(seconds=7)
         assert "rate limiting" in (waiting.last_error or "")
@@ -375,7 +360,7 @@ async def test_a_rate_limit_waits_its_retry_after_and_never_dead_letters(
         clock.advance(0.5)
     await drain(dispatcher)
     assert await replies(slack, sessions, release) == ["a1", "a2"]
-    assert (await row(sessions, "reply:1:a1")).attempts == 0
+    assert (await effect_row(sessions, "reply:1:a1")).attempts == 0
 
 
 # --- the board ---------------------------------------------------------------------------
@@ -427,11 +412,12 @@ async def test_a_change_committed_while_the_board_is_drawn_gets_its_own_update(
     assert "#5 Second" in json.dumps(shown.args["blocks"])
     async with sessions() as session:
         late = await outbox.pending_ids(session, ordering_key=outbox.board_key(release_id))
-    assert late == [(await row(sessions, f"board:{release_id}:late")).id]
-    coalesced = await row(sessions, f"board:{release_id}:second-again")
+    assert late == [(await effect_row(sessions, f"board:{release_id}:late")).id]
+    coalesced = await effect_row(sessions, f"board:{release_id}:second-again")
     assert coalesced.status == "sent"
     assert (
-        coalesced.result["coalesced_into"] == (await row(sessions, f"board:{release_id}:second")).id
+        coalesced.result["coalesced_into"]
+        == (await effect_row(sessions, f"board:{release_id}:second")).id
     )
 
     await drain(dispatcher)
@@ -445,7 +431,7 @@ async def test_a_change_committed_while_the_board_is_drawn_gets_its_own_update(
         await releases.enqueue(session, RefreshBoard(release_id, "nothing-new"))
     await drain(dispatcher)
     assert len(slack.calls_to("chat.update")) == 2
-    unchanged = await row(sessions, f"board:{release_id}:nothing-new")
+    unchanged = await effect_row(sessions, f"board:{release_id}:nothing-new")
     assert unchanged.status == "sent" and unchanged.result["board"]
 
 
@@ -551,7 +537,7 @@ async def test_slack_429s_are_waited_out_and_replies_keep_their_order(
     async with story.sessions() as session:
         release = await releases.release_for_pr(session, repository=REPOSITORY, pr_number=5)
     assert release is not None
-    first = await row(story.sessions, f"reply:{release.id}:push:{sha(1)}")
+    first = await effect_row(story.sessions, f"reply:{release.id}:push:{sha(1)}")
     assert (first.status, first.attempts) == ("sent", 0), "waiting out a rate limit is no failure"
     assert story.slack.invalid_calls == []
 
@@ -648,7 +634,7 @@ async def test_a_long_github_rate_limit_is_waited_out_in_the_outbox(app, story: 
     app.state.services.dispatcher.wake()
     key = f"comment:{REPOSITORY}#5:hello"
     for _ in range(200):
-        waiting = await row(story.sessions, key)
+        waiting = await effect_row(story.sessions, key)
         if waiting.last_error:
             break
         await asyncio.sleep(0.05)

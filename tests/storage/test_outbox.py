@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import db, outbox
-from storage.models import OutboxEffect, OutboxStatus, utcnow
+from storage.models import OutboxStatus, utcnow
+from tests.dispatching import effect_row
 
 LEASE = timedelta(seconds=60)
 
@@ -28,16 +29,8 @@ async def _claim(sessions, *, owner: str = "w", now=None, limit: int = 20) -> li
     return [row.idempotency_key for row in rows]
 
 
-async def _row(sessions, key: str) -> OutboxEffect:
-    async with sessions() as session:
-        result = await session.execute(
-            sa.select(OutboxEffect).where(OutboxEffect.idempotency_key == key)
-        )
-        return result.scalar_one()
-
-
 async def _finish(sessions, key: str, owner: str = "w") -> None:
-    row = await _row(sessions, key)
+    row = await effect_row(sessions, key)
     async with sessions.begin() as session:
         assert await outbox.QUEUE.finish(
             session, item_id=row.id, owner=owner, status=OutboxStatus.SENT.value, now=utcnow()
@@ -76,7 +69,7 @@ async def test_a_retry_holds_its_line_back_and_a_dead_letter_does_not(
         await _enqueue(sessions, "ThreadReply", f"a{n}", release_id=1, event=f"a{n}", text="")
     now = utcnow()
     assert await _claim(sessions, now=now) == ["a0"]
-    first = await _row(sessions, "a0")
+    first = await effect_row(sessions, "a0")
     async with sessions.begin() as session:
         await outbox.QUEUE.fail(
             session,
@@ -88,10 +81,10 @@ async def test_a_retry_holds_its_line_back_and_a_dead_letter_does_not(
         )
     assert await _claim(sessions, now=now) == [], "a1 waits for a0's retry"
     assert await _claim(sessions, now=now + timedelta(seconds=11)) == ["a0"]
-    first = await _row(sessions, "a0")
+    first = await effect_row(sessions, "a0")
     async with sessions.begin() as session:
         await outbox.QUEUE.fail(session, item=first, owner="w", error="500", now=now, retry_at=None)
-    assert (await _row(sessions, "a0")).status == "dead"
+    assert (await effect_row(sessions, "a0")).status == "dead"
     assert await _claim(sessions, now=now) == ["a1"]
 
 
@@ -100,7 +93,7 @@ async def test_a_rate_limited_attempt_is_not_counted(engine: AsyncEngine) -> Non
     await _enqueue(sessions, "ThreadReply", "a0", release_id=1, event="a0", text="")
     now = utcnow()
     await _claim(sessions, now=now)
-    row = await _row(sessions, "a0")
+    row = await effect_row(sessions, "a0")
     async with sessions.begin() as session:
         await outbox.QUEUE.fail(
             session,
@@ -111,7 +104,7 @@ async def test_a_rate_limited_attempt_is_not_counted(engine: AsyncEngine) -> Non
             retry_at=now + timedelta(seconds=30),
             counts=False,
         )
-    row = await _row(sessions, "a0")
+    row = await effect_row(sessions, "a0")
     assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, None)
     assert row.next_attempt_at == now + timedelta(seconds=30)
 
@@ -175,12 +168,12 @@ async def test_once_a_try_may_have_been_sent_every_later_claim_says_so(
     await _enqueue(sessions, "PullRequestComment", "c0", repository="a/b", pr_number=1)
     now = utcnow()
     assert await _claim(sessions, owner="died", now=now) == ["c0"]
-    assert not (await _row(sessions, "c0")).interrupted
+    assert not (await effect_row(sessions, "c0")).interrupted
     later = now + LEASE + timedelta(seconds=1)
     assert await _claim(sessions, now=later) == ["c0"]  # the dead owner's lease ran out
-    assert (await _row(sessions, "c0")).interrupted
+    assert (await effect_row(sessions, "c0")).interrupted
     # Waiting out a rate limit hands it back unclaimed; the doubt stays.
-    c0 = await _row(sessions, "c0")
+    c0 = await effect_row(sessions, "c0")
     async with sessions.begin() as session:
         await outbox.QUEUE.fail(
             session,
@@ -192,17 +185,17 @@ async def test_once_a_try_may_have_been_sent_every_later_claim_says_so(
             counts=False,
         )
     assert await _claim(sessions, now=later) == ["c0"]
-    assert (await _row(sessions, "c0")).interrupted
+    assert (await effect_row(sessions, "c0")).interrupted
 
     # A dead letter put back in line may have been sent by any of its tries.
     await _enqueue(sessions, "PullRequestComment", "c1", repository="a/b", pr_number=2)
     now = utcnow()
     assert await _claim(sessions, now=now) == ["c1"]
-    c1 = await _row(sessions, "c1")
+    c1 = await effect_row(sessions, "c1")
     async with sessions.begin() as session:
         await outbox.QUEUE.fail(session, item=c1, owner="w", error="502", now=now, retry_at=None)
     async with sessions.begin() as session:
         assert await outbox.retry_dead(session, item_id=c1.id, now=now)
-    assert (await _row(sessions, "c1")).attempts == 0
+    assert (await effect_row(sessions, "c1")).attempts == 0
     assert await _claim(sessions, now=now) == ["c1"]
-    assert (await _row(sessions, "c1")).interrupted
+    assert (await effect_row(sessions, "c1")).interrupted
